@@ -1,0 +1,3 @@
+module go-noop
+
+go 1.19

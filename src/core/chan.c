@@ -1,0 +1,281 @@
+/* Bounded MPMC channel with Go's close semantics.
+ *
+ * Design: a ring buffer of capacity fixed-size slots under one mutex, with
+ * two condition variables (not_empty for receivers, not_full for senders).
+ * A push signals one waiting receiver, a pop one waiting sender, and only if
+ * someone waits; close broadcasts both. A waiter rechecks in a fixed order
+ * (receive: items, closed, context; send: closed, space, context), so a
+ * waiter that was signalled never leaves an item or a slot unclaimed for a
+ * context error.
+ *
+ * A wait bounded by a context registers a done-hook that takes the mutex and
+ * broadcasts; the hook is registered and removed with the mutex released
+ * (the hook takes it: lock order is ctx hooks -> chan mutex).
+ *
+ * The optional descriptor (wp_chan_fd) is kept level-triggered under the
+ * mutex: readable iff len > 0 or closed.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#ifdef __linux__
+#include <sys/eventfd.h>
+#else
+#include <fcntl.h>
+#endif
+
+#include "core/internal.h"
+#include "wpool/chan.h"
+#include "wpool/error.h"
+
+struct wp_chan {
+  pthread_mutex_t mu;
+  pthread_cond_t not_empty, not_full;
+  size_t item_size, cap;
+  size_t head, len; /* guarded by mu */
+  unsigned recv_waiters, send_waiters;
+  bool closed;
+  int fd_read, fd_write; /* -1 until wp_chan_fd */
+  bool fd_ready;
+  unsigned char *buf;
+};
+
+int wp_chan_create(size_t item_size, size_t capacity, wp_chan **out) {
+  if (!out) return WP_EINVAL;
+  *out = NULL;
+  if (item_size == 0 || capacity == 0 || capacity > SIZE_MAX / item_size)
+    return WP_EINVAL;
+  wp_chan *c = calloc(1, sizeof *c);
+  if (!c) return WP_ENOMEM;
+  c->buf = malloc(item_size * capacity);
+  if (!c->buf) goto nomem;
+  if (pthread_mutex_init(&c->mu, NULL) != 0) goto fail_mu;
+  if (pthread_cond_init(&c->not_empty, NULL) != 0) goto fail_ne;
+  if (pthread_cond_init(&c->not_full, NULL) != 0) goto fail_nf;
+  c->item_size = item_size;
+  c->cap = capacity;
+  c->fd_read = c->fd_write = -1;
+  *out = c;
+  return 0;
+fail_nf:
+  pthread_cond_destroy(&c->not_empty);
+fail_ne:
+  pthread_mutex_destroy(&c->mu);
+fail_mu:
+  free(c->buf);
+  free(c);
+  return WP_ESYSTEM;
+nomem:
+  free(c);
+  return WP_ENOMEM;
+}
+
+void wp_chan_destroy(wp_chan *c) {
+  if (!c) return;
+  if (c->fd_read >= 0) close(c->fd_read);
+  if (c->fd_write >= 0 && c->fd_write != c->fd_read) close(c->fd_write);
+  pthread_cond_destroy(&c->not_full);
+  pthread_cond_destroy(&c->not_empty);
+  pthread_mutex_destroy(&c->mu);
+  free(c->buf);
+  free(c);
+}
+
+/* Caller holds mu. Keeps the descriptor readable iff a receive won't block. */
+static void fd_update(wp_chan *c) {
+  if (c->fd_read < 0) return;
+  bool want = c->len > 0 || c->closed;
+  if (want == c->fd_ready) return;
+  ssize_t n;
+  if (want) {
+    uint64_t one = 1;
+    do {
+      n = write(c->fd_write, &one, c->fd_write == c->fd_read ? 8 : 1);
+    } while (n < 0 && errno == EINTR);
+  } else {
+    unsigned char drain[64];
+    do {
+      n = read(c->fd_read, drain, sizeof drain);
+    } while (n > 0 || (n < 0 && errno == EINTR));
+  }
+  c->fd_ready = want;
+}
+
+static void push(wp_chan *c, const void *item) {
+  size_t tail = c->head + c->len;
+  if (tail >= c->cap) tail -= c->cap;
+  memcpy(c->buf + tail * c->item_size, item, c->item_size);
+  c->len++;
+  if (c->recv_waiters) pthread_cond_signal(&c->not_empty);
+  fd_update(c);
+}
+
+static void pop(wp_chan *c, void *item) {
+  memcpy(item, c->buf + c->head * c->item_size, c->item_size);
+  if (++c->head == c->cap) c->head = 0;
+  c->len--;
+  if (c->send_waiters) pthread_cond_signal(&c->not_full);
+  fd_update(c);
+}
+
+static void wake_all(void *arg) {
+  wp_chan *c = arg;
+  pthread_mutex_lock(&c->mu);
+  pthread_cond_broadcast(&c->not_empty);
+  pthread_cond_broadcast(&c->not_full);
+  pthread_mutex_unlock(&c->mu);
+}
+
+/* One blocking operation; send if item_in, receive into item_out. */
+static int chan_op(wp_chan *c, const void *item_in, void *item_out,
+                   wp_ctx *ctx) {
+  if (!c || (!item_in && !item_out)) return WP_EINVAL;
+  bool cancelable = ctx && ctx != wp_ctx_background();
+  bool hooked = false;
+  wp_ctx_hook hook;
+  int rc;
+  pthread_mutex_lock(&c->mu);
+  for (;;) {
+    if (item_in) {
+      if (c->closed) {
+        rc = WP_ECLOSED;
+        break;
+      }
+      if (c->len < c->cap) {
+        push(c, item_in);
+        rc = 0;
+        break;
+      }
+    } else {
+      if (c->len > 0) {
+        pop(c, item_out);
+        rc = 0;
+        break;
+      }
+      if (c->closed) {
+        rc = WP_ECLOSED;
+        break;
+      }
+    }
+    if (cancelable) {
+      rc = wp_ctx_err(ctx);
+      if (rc != 0) break;
+      if (!hooked) {
+        pthread_mutex_unlock(&c->mu);
+        wp_ctx_on_done(ctx, &hook, wake_all, c);
+        hooked = true;
+        pthread_mutex_lock(&c->mu);
+        continue; /* recheck: things may have changed meanwhile */
+      }
+    }
+    if (item_in) {
+      c->send_waiters++;
+      pthread_cond_wait(&c->not_full, &c->mu);
+      c->send_waiters--;
+    } else {
+      c->recv_waiters++;
+      pthread_cond_wait(&c->not_empty, &c->mu);
+      c->recv_waiters--;
+    }
+  }
+  pthread_mutex_unlock(&c->mu);
+  if (hooked) wp_ctx_hook_remove(&hook);
+  return rc;
+}
+
+int wp_chan_send(wp_chan *c, const void *item, wp_ctx *ctx) {
+  if (!item) return WP_EINVAL;
+  return chan_op(c, item, NULL, ctx);
+}
+
+int wp_chan_recv(wp_chan *c, void *item, wp_ctx *ctx) {
+  if (!item) return WP_EINVAL;
+  return chan_op(c, NULL, item, ctx);
+}
+
+int wp_chan_try_send(wp_chan *c, const void *item) {
+  if (!c || !item) return WP_EINVAL;
+  int rc = WP_EAGAIN;
+  pthread_mutex_lock(&c->mu);
+  if (c->closed) {
+    rc = WP_ECLOSED;
+  } else if (c->len < c->cap) {
+    push(c, item);
+    rc = 0;
+  }
+  pthread_mutex_unlock(&c->mu);
+  return rc;
+}
+
+int wp_chan_try_recv(wp_chan *c, void *item) {
+  if (!c || !item) return WP_EINVAL;
+  int rc = WP_EAGAIN;
+  pthread_mutex_lock(&c->mu);
+  if (c->len > 0) {
+    pop(c, item);
+    rc = 0;
+  } else if (c->closed) {
+    rc = WP_ECLOSED;
+  }
+  pthread_mutex_unlock(&c->mu);
+  return rc;
+}
+
+int wp_chan_close(wp_chan *c) {
+  if (!c) return WP_EINVAL;
+  int rc = 0;
+  pthread_mutex_lock(&c->mu);
+  if (c->closed) {
+    rc = WP_ECLOSED;
+  } else {
+    c->closed = true;
+    pthread_cond_broadcast(&c->not_empty);
+    pthread_cond_broadcast(&c->not_full);
+    fd_update(c);
+  }
+  pthread_mutex_unlock(&c->mu);
+  return rc;
+}
+
+size_t wp_chan_len(wp_chan *c) {
+  pthread_mutex_lock(&c->mu);
+  size_t n = c->len;
+  pthread_mutex_unlock(&c->mu);
+  return n;
+}
+
+size_t wp_chan_cap(const wp_chan *c) { return c->cap; }
+
+int wp_chan_fd(wp_chan *c, int *fd) {
+  if (!c || !fd) return WP_EINVAL;
+  int rc = 0;
+  pthread_mutex_lock(&c->mu);
+  if (c->fd_read < 0) {
+#ifdef __linux__
+    int e = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (e >= 0) c->fd_read = c->fd_write = e;
+#else
+    int p[2];
+    if (pipe(p) == 0) {
+      for (int i = 0; i < 2; i++) {
+        fcntl(p[i], F_SETFD, FD_CLOEXEC);
+        fcntl(p[i], F_SETFL, O_NONBLOCK);
+      }
+      c->fd_read = p[0];
+      c->fd_write = p[1];
+    }
+#endif
+    if (c->fd_read < 0) {
+      rc = WP_ESYSTEM;
+    } else {
+      c->fd_ready = false;
+      fd_update(c);
+    }
+  }
+  if (rc == 0) *fd = c->fd_read;
+  pthread_mutex_unlock(&c->mu);
+  return rc;
+}

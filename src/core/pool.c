@@ -1,0 +1,914 @@
+/* The worker pool.
+ *
+ * Design. The pool owns everything that the guarantees depend on: the job
+ * slots, the ready queue, the retry timer queue, the outstanding bound, the
+ * root context and the counters, all under one mutex (mu). A worker of either
+ * kind only takes jobs (wp_worker_take / wp_worker_arm) and finishes them
+ * (wp_worker_finish); the built-in task driver is written on those calls like
+ * any event-loop driver, so every guarantee is implemented once, here.
+ *
+ * Job slots. max_outstanding slots are allocated at creation; a slot is
+ * FREE -> QUEUED (ring) -> TAKEN (a worker) -> [WAITING (heap) -> QUEUED ...]
+ * -> result delivered -> FREE. Submit takes a free slot or waits (this is
+ * the outstanding bound: queued + taken + waiting <= max_outstanding), so the
+ * ring and the heap, each of capacity max_outstanding, never overflow, and
+ * memory is fixed at creation.
+ *
+ * Exactly one result: a slot's result is delivered by whoever removes it from
+ * the pool's structures under mu for the last time: the worker that finishes
+ * it (wp_worker_finish) or wp_pool_shutdown_now, which empties the ring and
+ * the heap itself. A retry is decided under mu, so it races with neither.
+ *
+ * Results are delivered with no lock held; the slot is released afterwards,
+ * in batches (a worker's finished slots go back at its next take, or after
+ * 64), so a no-op job costs one lock round per batch on the worker side.
+ *
+ * Waking. Task workers sleep on work_cv; a submit signals only when a worker
+ * sleeps that no earlier signal is already waking (wakes_pending), so a busy
+ * pool makes no futex calls. Drivers arm themselves and are woken through
+ * their callback, one per job pushed. Retries: a sleeping task worker becomes
+ * the time keeper and sleeps until the earliest due time; drivers are told the
+ * time by wp_worker_arm.
+ *
+ * Shutdown: closed stops intake; workers exit when nothing is queued or
+ * waiting. ShutdownNow also sets canceling, empties ring and heap into
+ * canceled results, and cancels the root context. Both then wait for the
+ * workers to exit and join them.
+ *
+ * Lock order: pool mu, then nothing else of the library (contexts' hooks
+ * are registered and removed with mu released; wake callbacks must not take
+ * library locks).
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/internal.h"
+#include "wpool/error.h"
+#include "wpool/pool.h"
+#include "wpool/retry.h"
+
+#define MAX_WORKERS 10000
+#define RELEASE_BATCH 64
+#define TASK_BATCH 16
+/* A task worker batches only while its tasks are this short, so a job that
+ * waits behind a batch-mate waits at most TASK_BATCH * SHORT_TASK_NS. */
+#define SHORT_TASK_NS 20000
+/* How long an idle worker (at most MAX_SPINNERS at once) or a submitter at
+ * the bound looks for work or space before it sleeps. */
+#define SPIN_NS 30000
+#define MAX_SPINNERS 1
+/* In short-task mode, the longest a queued job waits while a worker sleeps
+ * (see wake_one_locked). */
+#define LAG_NS 200000
+
+static inline void cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  __asm__ volatile("yield" ::: "memory");
+#endif
+}
+
+struct wp_job {
+  uint64_t id;
+  void *arg;
+  void *value;
+  int err;
+  unsigned attempts;
+  int64_t accepted_ns;
+  int64_t due_ns;         /* while waiting in the heap */
+  int64_t retry_after_ns; /* < 0: use the computed backoff */
+  wp_ctx *ctx;
+  wp_job *next; /* free list, or a worker's finished list */
+  unsigned char outcome;
+};
+
+enum { OUT_OK, OUT_FAILED, OUT_CANCELED };
+
+struct wp_worker {
+  wp_pool *pool;
+  unsigned index;
+  pthread_t thread;
+  bool started;
+  void *state;
+  int init_rc;
+  wp_wake_cb wake; /* guarded by pool mu */
+  void *wake_arg;
+  bool armed;
+  wp_worker *arm_next;
+  /* Worker-local: finished jobs whose slots are not yet released. */
+  wp_job *done;
+  unsigned ndone;
+  unsigned done_by[3];
+  bool short_tasks; /* task workers: its last batch averaged < SHORT_TASK_NS */
+  wp_rng rng;
+};
+
+struct wp_pool {
+  pthread_mutex_t mu;
+  pthread_cond_t work_cv;  /* task workers waiting for jobs */
+  pthread_cond_t space_cv; /* submitters waiting for a slot */
+  pthread_cond_t state_cv; /* creation and shutdown waiting on workers */
+  wp_pool_config cfg;
+  size_t bound;
+  wp_job *slots;
+  wp_job *free_list;
+  wp_job **ring;
+  size_t ring_head, ring_len;
+  /* Mirrors read without mu by spinners: updated under mu. */
+  atomic_size_t avail;  /* ring_len */
+  atomic_size_t nfree;  /* free slots */
+  atomic_bool stop;     /* closed */
+  atomic_uint spinning; /* task workers spinning for work */
+  wp_job **heap;        /* retry timer queue, by due_ns */
+  size_t heap_len;
+  size_t outstanding, taken;
+  unsigned idle, wakes_pending, space_waiters;
+  bool keeper;     /* a sleeping task worker on a timer: retries, short mode */
+  bool short_mode; /* task workers' last batch ran short tasks */
+  wp_worker *armed;
+  bool closed, canceling;
+  /* Creation: workers wait for go/abort after their init. */
+  unsigned inits_done;
+  int init_rc;
+  bool gate_open, abort_start;
+  unsigned live;
+  bool joined;
+  uint64_t submitted, n_ok, n_failed, n_canceled, attempts, retries;
+  wp_ctx *root;
+  wp_worker *workers;
+  unsigned nworkers;
+};
+
+/* ---- job accessors ------------------------------------------------------ */
+
+uint64_t wp_job_id(const wp_job *j) { return j->id; }
+void *wp_job_arg(const wp_job *j) { return j->arg; }
+unsigned wp_job_attempt(const wp_job *j) { return j->attempts; }
+wp_ctx *wp_job_ctx(const wp_job *j) { return j->ctx; }
+void wp_job_set_value(wp_job *j, void *value) { j->value = value; }
+void wp_job_set_retry_after(wp_job *j, int64_t delay_ns) {
+  j->retry_after_ns = delay_ns < 0 ? 0 : delay_ns;
+}
+
+unsigned wp_worker_index(const wp_worker *w) { return w->index; }
+wp_ctx *wp_worker_ctx(const wp_worker *w) { return w->pool->root; }
+
+/* ---- the retry heap (caller holds mu) ---------------------------------- */
+
+static void heap_push(wp_pool *p, wp_job *j) {
+  size_t i = p->heap_len++;
+  while (i > 0) {
+    size_t parent = (i - 1) / 2;
+    if (p->heap[parent]->due_ns <= j->due_ns) break;
+    p->heap[i] = p->heap[parent];
+    i = parent;
+  }
+  p->heap[i] = j;
+}
+
+static wp_job *heap_pop(wp_pool *p) {
+  wp_job *top = p->heap[0];
+  wp_job *last = p->heap[--p->heap_len];
+  size_t i = 0, n = p->heap_len;
+  for (;;) {
+    size_t l = 2 * i + 1, r = l + 1, m = i;
+    int64_t md = last->due_ns;
+    if (l < n && p->heap[l]->due_ns < md) {
+      m = l;
+      md = p->heap[l]->due_ns;
+    }
+    if (r < n && p->heap[r]->due_ns < md) m = r;
+    if (m == i) break;
+    p->heap[i] = p->heap[m];
+    i = m;
+  }
+  if (n > 0) p->heap[i] = last;
+  return top;
+}
+
+/* ---- the ready queue (caller holds mu) --------------------------------- */
+
+static void ring_push(wp_pool *p, wp_job *j) {
+  size_t tail = p->ring_head + p->ring_len;
+  if (tail >= p->bound) tail -= p->bound;
+  p->ring[tail] = j;
+  p->ring_len++;
+  atomic_store_explicit(&p->avail, p->ring_len, memory_order_relaxed);
+}
+
+static wp_job *ring_pop(wp_pool *p) {
+  wp_job *j = p->ring[p->ring_head];
+  if (++p->ring_head == p->bound) p->ring_head = 0;
+  p->ring_len--;
+  atomic_store_explicit(&p->avail, p->ring_len, memory_order_relaxed);
+  return j;
+}
+
+/* A job entered the ring: wake one sleeping task worker or one armed driver,
+ * unless a wake is already on its way to someone. */
+static void wake_one_locked(wp_pool *p) {
+  if (p->armed) { /* drivers: one wake per job pushed */
+    wp_worker *w = p->armed;
+    p->armed = w->arm_next;
+    w->armed = false;
+    w->arm_next = NULL;
+    if (w->wake) w->wake(w->wake_arg);
+    return;
+  }
+  if (p->idle <= p->wakes_pending) return; /* every sleeper is being woken */
+  /* A spinning worker rechecks the ring under mu before it sleeps, so it
+   * cannot miss this job. */
+  if (atomic_load_explicit(&p->spinning, memory_order_relaxed) > 0) return;
+  /* Short tasks and a worker awake: it will be back for this job within a
+   * batch. Should its next task be long after all, the time keeper (a
+   * sleeper on a LAG_NS timer while this mode lasts) takes the job; if there
+   * is no keeper yet, this wake makes one. */
+  if (p->short_mode && p->idle < p->nworkers && p->keeper) return;
+  p->wakes_pending++;
+  pthread_cond_signal(&p->work_cv);
+}
+
+/* Shutdown and cancel: everyone must look again. */
+static void wake_all_locked(wp_pool *p) {
+  pthread_cond_broadcast(&p->work_cv);
+  pthread_cond_broadcast(&p->space_cv);
+  pthread_cond_broadcast(&p->state_cv);
+  p->armed = NULL;
+  for (unsigned i = 0; i < p->nworkers; i++) {
+    wp_worker *w = &p->workers[i];
+    w->armed = false;
+    w->arm_next = NULL;
+    if (w->wake) w->wake(w->wake_arg);
+  }
+}
+
+/* Moves every retry that is due into the ring. */
+static size_t move_due_locked(wp_pool *p) {
+  if (p->heap_len == 0) return 0;
+  int64_t now = wp_now_ns();
+  size_t n = 0;
+  while (p->heap_len > 0 && p->heap[0]->due_ns <= now) {
+    ring_push(p, heap_pop(p));
+    n++;
+  }
+  return n;
+}
+
+static void free_slot_locked(wp_pool *p, wp_job *j) {
+  j->next = p->free_list;
+  p->free_list = j;
+  atomic_fetch_add_explicit(&p->nfree, 1, memory_order_relaxed);
+}
+
+/* Gives the worker's finished slots back (caller holds mu). */
+static void release_done_locked(wp_pool *p, wp_worker *w) {
+  if (w->ndone == 0) return;
+  unsigned n = w->ndone;
+  wp_job *j = w->done;
+  while (j) {
+    wp_job *next = j->next;
+    free_slot_locked(p, j);
+    j = next;
+  }
+  p->outstanding -= n;
+  p->taken -= n;
+  p->n_ok += w->done_by[OUT_OK];
+  p->n_failed += w->done_by[OUT_FAILED];
+  p->n_canceled += w->done_by[OUT_CANCELED];
+  w->done = NULL;
+  w->ndone = 0;
+  memset(w->done_by, 0, sizeof w->done_by);
+  if (p->space_waiters) {
+    if (n == 1)
+      pthread_cond_signal(&p->space_cv);
+    else
+      pthread_cond_broadcast(&p->space_cv);
+  }
+}
+
+/* ---- results ------------------------------------------------------------ */
+
+static unsigned char outcome_of(int err) {
+  if (err == 0) return OUT_OK;
+  return err == WP_ECANCELED ? OUT_CANCELED : OUT_FAILED;
+}
+
+/* Delivers j's result; no lock held. */
+static void deliver(wp_pool *p, wp_job *j) {
+  wp_result r;
+  r.id = j->id;
+  r.arg = j->arg;
+  r.value = j->value;
+  r.err = j->err;
+  r.attempts = j->attempts;
+  r.elapsed_ns = wp_now_ns() - j->accepted_ns;
+  j->outcome = outcome_of(j->err);
+  if (p->cfg.on_result)
+    p->cfg.on_result(&r, p->cfg.userdata);
+  else
+    (void)wp_chan_send(p->cfg.results, &r, NULL);
+}
+
+/* ---- the worker side ---------------------------------------------------- */
+
+void wp_worker_set_wake(wp_worker *w, wp_wake_cb cb, void *arg) {
+  wp_pool *p = w->pool;
+  pthread_mutex_lock(&p->mu);
+  w->wake = cb;
+  w->wake_arg = arg;
+  pthread_mutex_unlock(&p->mu);
+}
+
+/* Takes up to max jobs from the ring (caller holds mu, ring not empty). A
+ * worker takes a fair share when the ring is long, so that a batch never
+ * keeps jobs from an idle worker. */
+static int take_locked(wp_pool *p, wp_job **jobs, size_t max) {
+  size_t share = max;
+  if (p->cfg.driver) {
+    /* Event loops hold many jobs each: take a fair share of the ring, so a
+     * loop with room for hundreds leaves work for the other loops. */
+    share = (p->ring_len + p->nworkers - 1) / p->nworkers;
+    if (share > max) share = max;
+  }
+  if (share > p->ring_len) share = p->ring_len;
+  for (size_t i = 0; i < share; i++) {
+    wp_job *j = ring_pop(p);
+    j->attempts++;
+    j->retry_after_ns = -1;
+    jobs[i] = j;
+  }
+  p->taken += share;
+  p->attempts += share;
+  return (int)share;
+}
+
+/* Called with mu held; returns with mu held. Spins (mu released) for up to
+ * SPIN_NS while no job is there, if fewer than MAX_SPINNERS spin already.
+ * Returns true if it spun (whatever it saw). */
+static bool spin_for_work(wp_pool *p) {
+  unsigned n = atomic_load_explicit(&p->spinning, memory_order_relaxed);
+  do {
+    if (n >= MAX_SPINNERS) return false;
+  } while (!atomic_compare_exchange_weak_explicit(
+      &p->spinning, &n, n + 1, memory_order_acq_rel, memory_order_relaxed));
+  pthread_mutex_unlock(&p->mu);
+  int64_t until = wp_now_ns() + SPIN_NS;
+  for (unsigned i = 1;; i++) {
+    if (atomic_load_explicit(&p->avail, memory_order_relaxed) > 0 ||
+        atomic_load_explicit(&p->stop, memory_order_relaxed))
+      break;
+    cpu_relax();
+    if ((i & 63) == 0) {
+      if (wp_now_ns() > until) break;
+      sched_yield(); /* two threads on one core: let the other run */
+    }
+  }
+  pthread_mutex_lock(&p->mu);
+  /* Still under mu: a submit that saw us spinning made no wake call; we
+   * recheck the ring before sleeping, so its job is not missed. */
+  atomic_fetch_sub_explicit(&p->spinning, 1, memory_order_acq_rel);
+  return true;
+}
+
+int wp_worker_take(wp_worker *w, wp_job **jobs, size_t max, int flags) {
+  wp_pool *p = w->pool;
+  if (!jobs || max == 0) return WP_EINVAL;
+  int rc;
+  bool spun = false, was_keeper = false;
+  pthread_mutex_lock(&p->mu);
+  if (p->cfg.task) p->short_mode = w->short_tasks;
+  release_done_locked(p, w);
+  for (;;) {
+    move_due_locked(p);
+    if (p->ring_len > 0) {
+      rc = take_locked(p, jobs, max);
+      /* Work left behind and nobody looking for it, or a time keeper that
+       * leaves: wake a sleeper (to take it, or to keep the time). */
+      if (p->idle > p->wakes_pending &&
+          ((p->ring_len > 0 && !p->short_mode &&
+            atomic_load_explicit(&p->spinning, memory_order_relaxed) == 0) ||
+           (was_keeper && (p->heap_len > 0 || p->short_mode)))) {
+        p->wakes_pending++;
+        pthread_cond_signal(&p->work_cv);
+      }
+      break;
+    }
+    if (p->closed && p->heap_len == 0) {
+      rc = WP_ECLOSED;
+      break;
+    }
+    if (!(flags & WP_TAKE_WAIT)) {
+      rc = 0;
+      break;
+    }
+    if (!spun && p->heap_len == 0 && spin_for_work(p)) {
+      spun = true;
+      continue; /* recheck under mu */
+    }
+    spun = true;
+    /* Sleep. One sleeper keeps the time: until the first retry is due,
+     * and, in short-task mode while another worker is awake, every LAG_NS. */
+    int64_t until = INT64_MAX;
+    bool keep = false;
+    if (!p->keeper) {
+      if (p->heap_len > 0) {
+        until = p->heap[0]->due_ns;
+        keep = true;
+      }
+      if (p->short_mode && p->idle + 1 < p->nworkers) {
+        int64_t lag = wp_now_ns() + LAG_NS;
+        if (lag < until) until = lag;
+        keep = true;
+      }
+    }
+    p->idle++;
+    if (keep) {
+      p->keeper = true;
+      was_keeper = true;
+      wp__cond_wait_until(&p->work_cv, &p->mu, until);
+      p->keeper = false;
+    } else {
+      was_keeper = false;
+      pthread_cond_wait(&p->work_cv, &p->mu);
+    }
+    p->idle--;
+    if (p->wakes_pending) p->wakes_pending--;
+  }
+  pthread_mutex_unlock(&p->mu);
+  return rc;
+}
+
+int wp_worker_arm(wp_worker *w, int64_t *next_due) {
+  wp_pool *p = w->pool;
+  int rc;
+  pthread_mutex_lock(&p->mu);
+  release_done_locked(p, w);
+  move_due_locked(p);
+  if (next_due) *next_due = p->heap_len ? p->heap[0]->due_ns : INT64_MAX;
+  if (p->ring_len > 0 || (p->closed && p->heap_len == 0)) {
+    rc = 1;
+  } else {
+    if (!w->armed) {
+      w->armed = true;
+      w->arm_next = p->armed;
+      p->armed = w;
+    }
+    rc = 0;
+  }
+  pthread_mutex_unlock(&p->mu);
+  return rc;
+}
+
+static bool should_retry(wp_pool *p, wp_job *j, int err) {
+  const wp_retry_policy *rp = &p->cfg.retry;
+  if (err == 0 || j->attempts >= rp->max_attempts) return false;
+  if (wp_ctx_err(j->ctx) != 0) return false;
+  if (rp->retryable) return rp->retryable(err, p->cfg.userdata) != 0;
+  return err != WP_ECANCELED;
+}
+
+void wp_worker_finish(wp_worker *w, wp_job *j, int err) {
+  wp_pool *p = w->pool;
+  j->err = err;
+  if (err != 0 && p->cfg.retry.max_attempts > 1 && should_retry(p, j, err)) {
+    int64_t delay =
+        j->retry_after_ns >= 0
+            ? j->retry_after_ns
+            : wp_backoff_full_jitter(p->cfg.retry.base_ns, p->cfg.retry.cap_ns,
+                                     j->attempts, &w->rng);
+    int64_t now = wp_now_ns();
+    j->due_ns = delay > INT64_MAX - now ? INT64_MAX : now + delay;
+    pthread_mutex_lock(&p->mu);
+    if (!p->canceling) {
+      /* Guarantee 5: into the timer queue, not the bounded queue; it stays
+       * outstanding (its slot is held), so submit cannot overflow. */
+      p->taken--;
+      p->retries++;
+      heap_push(p, j);
+      if (p->heap[0] == j) {
+        if (p->idle > p->wakes_pending) {
+          p->wakes_pending++;
+          pthread_cond_signal(&p->work_cv);
+        }
+        for (wp_worker *a = p->armed; a; a = a->arm_next)
+          if (a->wake) a->wake(a->wake_arg); /* to shorten their sleep */
+      }
+      pthread_mutex_unlock(&p->mu);
+      return;
+    }
+    pthread_mutex_unlock(&p->mu);
+  }
+  deliver(p, j);
+  j->next = w->done;
+  w->done = j;
+  w->ndone++;
+  w->done_by[j->outcome]++;
+  if (w->ndone >= RELEASE_BATCH) {
+    pthread_mutex_lock(&p->mu);
+    release_done_locked(p, w);
+    pthread_mutex_unlock(&p->mu);
+  }
+}
+
+/* The post's worker, as a driver: one blocking task at a time. */
+static void task_driver(wp_worker *w, void *state, void *userdata) {
+  (void)userdata;
+  wp_pool *p = w->pool;
+  wp_job *batch[TASK_BATCH];
+  int n;
+  /* Batching saves lock rounds on short tasks; a long task would make its
+   * batch-mates wait, so batches start at 1 and grow only while every batch
+   * averages under SHORT_TASK_NS per job. */
+  size_t batch_max = 1;
+  while ((n = wp_worker_take(w, batch, batch_max, WP_TAKE_WAIT)) > 0) {
+    int64_t t0 = wp_now_ns();
+    for (int i = 0; i < n; i++) {
+      wp_job *j = batch[i];
+      if (wp_ctx_err(j->ctx) != 0) {
+        j->attempts--; /* taken, never started */
+        wp_worker_finish(w, j, WP_ECANCELED);
+        continue;
+      }
+      wp_worker_finish(w, j, p->cfg.task(j->ctx, j, state));
+    }
+    int64_t spent = wp_now_ns() - t0;
+    w->short_tasks = spent < (int64_t)n * SHORT_TASK_NS;
+    batch_max = w->short_tasks ? TASK_BATCH : 1;
+  }
+}
+
+static void *worker_main(void *arg) {
+  wp_worker *w = arg;
+  wp_pool *p = w->pool;
+  int rc = 0;
+  if (p->cfg.worker_init)
+    rc = p->cfg.worker_init(p->cfg.userdata, w->index, &w->state);
+  pthread_mutex_lock(&p->mu);
+  w->init_rc = rc;
+  if (rc != 0 && p->init_rc == 0) p->init_rc = rc;
+  p->inits_done++;
+  pthread_cond_broadcast(&p->state_cv);
+  while (!p->gate_open) pthread_cond_wait(&p->state_cv, &p->mu);
+  bool run = !p->abort_start && rc == 0;
+  pthread_mutex_unlock(&p->mu);
+
+  if (run) {
+    if (p->cfg.task)
+      task_driver(w, w->state, p->cfg.userdata);
+    else
+      p->cfg.driver(w, w->state, p->cfg.userdata);
+  }
+  if (rc == 0 && p->cfg.worker_cleanup)
+    p->cfg.worker_cleanup(p->cfg.userdata, w->index, w->state);
+
+  pthread_mutex_lock(&p->mu);
+  release_done_locked(p, w);
+  w->wake = NULL;
+  p->live--;
+  pthread_cond_broadcast(&p->state_cv);
+  pthread_mutex_unlock(&p->mu);
+  return NULL;
+}
+
+/* ---- life cycle -----------------------------------------------------------
+ */
+
+static void pool_free(wp_pool *p) {
+  wp_ctx_release(p->root);
+  pthread_cond_destroy(&p->state_cv);
+  pthread_cond_destroy(&p->space_cv);
+  pthread_cond_destroy(&p->work_cv);
+  pthread_mutex_destroy(&p->mu);
+  free(p->workers);
+  free(p->heap);
+  free(p->ring);
+  free(p->slots);
+  free(p);
+}
+
+static void join_all(wp_pool *p) {
+  for (unsigned i = 0; i < p->nworkers; i++)
+    if (p->workers[i].started) pthread_join(p->workers[i].thread, NULL);
+}
+
+int wp_pool_create(const wp_pool_config *cfg, wp_pool **out) {
+  if (!out) return WP_EINVAL;
+  *out = NULL;
+  if (!cfg || cfg->workers < 1 || cfg->workers > MAX_WORKERS ||
+      !cfg->task == !cfg->driver || !cfg->on_result == !cfg->results)
+    return WP_EINVAL;
+  if (cfg->results && wp_chan_cap(cfg->results) == 0) return WP_EINVAL;
+  size_t bound =
+      cfg->max_outstanding ? cfg->max_outstanding : 2 * (size_t)cfg->workers;
+  if (bound > SIZE_MAX / sizeof(wp_job)) return WP_EINVAL;
+
+  wp_pool *p = calloc(1, sizeof *p);
+  if (!p) return WP_ENOMEM;
+  p->cfg = *cfg;
+  p->bound = bound;
+  p->nworkers = cfg->workers;
+  p->slots = calloc(bound, sizeof *p->slots);
+  p->ring = calloc(bound, sizeof *p->ring);
+  p->heap = calloc(bound, sizeof *p->heap);
+  p->workers = calloc(cfg->workers, sizeof *p->workers);
+  if (!p->slots || !p->ring || !p->heap || !p->workers) {
+    free(p->workers);
+    free(p->heap);
+    free(p->ring);
+    free(p->slots);
+    free(p);
+    return WP_ENOMEM;
+  }
+  int rc = WP_ESYSTEM;
+  if (pthread_mutex_init(&p->mu, NULL) != 0) goto fail_mu;
+  if (wp__cond_init_monotonic(&p->work_cv) != 0) goto fail_work;
+  if (pthread_cond_init(&p->space_cv, NULL) != 0) goto fail_space;
+  if (pthread_cond_init(&p->state_cv, NULL) != 0) goto fail_state;
+  rc = wp_ctx_with_cancel(NULL, &p->root);
+  if (rc != 0) goto fail_ctx;
+
+  for (size_t i = bound; i-- > 0;) {
+    p->slots[i].ctx = p->root;
+    free_slot_locked(p, &p->slots[i]);
+  }
+  uint64_t seed = cfg->seed ? cfg->seed : (uint64_t)wp_now_ns();
+
+  pthread_attr_t attr;
+  if (pthread_attr_init(&attr) != 0) goto fail_attr;
+  if (cfg->stack_size) pthread_attr_setstacksize(&attr, cfg->stack_size);
+  /* Workers block every signal: only the application turns a signal into a
+   * cancel. They inherit the mask of the creating thread. */
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
+  rc = 0;
+  for (unsigned i = 0; i < cfg->workers; i++) {
+    wp_worker *w = &p->workers[i];
+    w->pool = p;
+    w->index = i;
+    wp_rng_seed(&w->rng, seed + i * 0x9e3779b97f4a7c15ull);
+    pthread_mutex_lock(&p->mu);
+    p->live++;
+    pthread_mutex_unlock(&p->mu);
+    if (pthread_create(&w->thread, &attr, worker_main, w) != 0) {
+      pthread_mutex_lock(&p->mu);
+      p->live--;
+      pthread_mutex_unlock(&p->mu);
+      rc = WP_ESYSTEM;
+      break;
+    }
+    w->started = true;
+  }
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
+  pthread_attr_destroy(&attr);
+
+  /* Wait for every started worker's init, then open the gate: run, or (if
+   * anything failed) clean up and exit. */
+  pthread_mutex_lock(&p->mu);
+  unsigned started = p->live;
+  while (p->inits_done < started) pthread_cond_wait(&p->state_cv, &p->mu);
+  if (rc == 0) rc = p->init_rc;
+  p->abort_start = rc != 0;
+  p->gate_open = true;
+  pthread_cond_broadcast(&p->state_cv);
+  pthread_mutex_unlock(&p->mu);
+  if (rc != 0) {
+    join_all(p);
+    pool_free(p);
+    return rc;
+  }
+  *out = p;
+  return 0;
+
+fail_attr:
+  rc = WP_ESYSTEM;
+  wp_ctx_release(p->root);
+fail_ctx:
+  pthread_cond_destroy(&p->state_cv);
+fail_state:
+  pthread_cond_destroy(&p->space_cv);
+fail_space:
+  pthread_cond_destroy(&p->work_cv);
+fail_work:
+  pthread_mutex_destroy(&p->mu);
+fail_mu:
+  free(p->workers);
+  free(p->heap);
+  free(p->ring);
+  free(p->slots);
+  free(p);
+  return rc;
+}
+
+static void wake_space(void *arg) {
+  wp_pool *p = arg;
+  pthread_mutex_lock(&p->mu);
+  pthread_cond_broadcast(&p->space_cv);
+  pthread_cond_broadcast(&p->state_cv);
+  pthread_mutex_unlock(&p->mu);
+}
+
+static int submit(wp_pool *p, uint64_t id, void *arg, wp_ctx *ctx, bool wait) {
+  if (!p) return WP_EINVAL;
+  int64_t now = wp_now_ns();
+  bool cancelable = wait && ctx && ctx != wp_ctx_background();
+  bool hooked = false, spun = false;
+  wp_ctx_hook hook;
+  int rc;
+  pthread_mutex_lock(&p->mu);
+  for (;;) {
+    if (p->closed) {
+      rc = WP_ECLOSED;
+      break;
+    }
+    if (p->free_list) {
+      wp_job *j = p->free_list;
+      p->free_list = j->next;
+      atomic_fetch_sub_explicit(&p->nfree, 1, memory_order_relaxed);
+      j->next = NULL;
+      j->id = id;
+      j->arg = arg;
+      j->value = NULL;
+      j->err = 0;
+      j->attempts = 0;
+      j->accepted_ns = now;
+      p->outstanding++;
+      p->submitted++;
+      ring_push(p, j);
+      wake_one_locked(p);
+      rc = 0;
+      break;
+    }
+    if (!wait) {
+      rc = WP_EAGAIN;
+      break;
+    }
+    if (cancelable) {
+      rc = wp_ctx_err(ctx);
+      if (rc != 0) break;
+      if (!hooked) {
+        pthread_mutex_unlock(&p->mu);
+        wp_ctx_on_done(ctx, &hook, wake_space, p);
+        hooked = true;
+        pthread_mutex_lock(&p->mu);
+        continue;
+      }
+    }
+    if (!spun) {
+      /* Slots come back in batches, often within microseconds: look for a
+       * while before paying for a sleep and a wake. */
+      spun = true;
+      pthread_mutex_unlock(&p->mu);
+      int64_t until = wp_now_ns() + SPIN_NS;
+      for (unsigned i = 1;; i++) {
+        if (atomic_load_explicit(&p->nfree, memory_order_relaxed) > 0 ||
+            atomic_load_explicit(&p->stop, memory_order_relaxed) ||
+            (cancelable && wp_ctx_err(ctx)))
+          break;
+        cpu_relax();
+        if ((i & 63) == 0) {
+          if (wp_now_ns() > until) break;
+          sched_yield();
+        }
+      }
+      pthread_mutex_lock(&p->mu);
+      continue;
+    }
+    p->space_waiters++;
+    pthread_cond_wait(&p->space_cv, &p->mu);
+    p->space_waiters--;
+  }
+  pthread_mutex_unlock(&p->mu);
+  if (hooked) wp_ctx_hook_remove(&hook);
+  return rc;
+}
+
+int wp_pool_submit(wp_pool *p, uint64_t id, void *arg, wp_ctx *ctx) {
+  return submit(p, id, arg, ctx, true);
+}
+
+int wp_pool_try_submit(wp_pool *p, uint64_t id, void *arg) {
+  return submit(p, id, arg, NULL, false);
+}
+
+/* Waits (bounded by ctx) until every worker has exited, then joins them. */
+static int wait_and_join(wp_pool *p, wp_ctx *ctx) {
+  bool cancelable = ctx && ctx != wp_ctx_background();
+  bool hooked = false;
+  wp_ctx_hook hook;
+  int rc = 0;
+  pthread_mutex_lock(&p->mu);
+  while (p->live > 0) {
+    if (cancelable) {
+      rc = wp_ctx_err(ctx);
+      if (rc != 0) break;
+      if (!hooked) {
+        pthread_mutex_unlock(&p->mu);
+        wp_ctx_on_done(ctx, &hook, wake_space, p);
+        hooked = true;
+        pthread_mutex_lock(&p->mu);
+        continue;
+      }
+    }
+    pthread_cond_wait(&p->state_cv, &p->mu);
+  }
+  bool join = rc == 0 && !p->joined;
+  if (join) p->joined = true;
+  pthread_mutex_unlock(&p->mu);
+  if (hooked) wp_ctx_hook_remove(&hook);
+  /* Every worker has left its last critical section (live is decremented
+   * last), so these joins return at once. */
+  if (join) join_all(p);
+  return rc;
+}
+
+int wp_pool_shutdown(wp_pool *p, wp_ctx *ctx) {
+  if (!p) return WP_EINVAL;
+  pthread_mutex_lock(&p->mu);
+  if (!p->closed) {
+    p->closed = true;
+    atomic_store(&p->stop, true);
+    wake_all_locked(p);
+  }
+  pthread_mutex_unlock(&p->mu);
+  return wait_and_join(p, ctx);
+}
+
+int wp_pool_shutdown_now(wp_pool *p, wp_ctx *ctx) {
+  if (!p) return WP_EINVAL;
+  wp_job *victims = NULL;
+  unsigned n = 0;
+  /* Cancel first: a driver woken below must already see its context ended,
+   * or it could finish its jobs as if nothing happened. */
+  wp_ctx_cancel(p->root);
+  pthread_mutex_lock(&p->mu);
+  p->closed = true;
+  atomic_store(&p->stop, true);
+  if (!p->canceling) {
+    p->canceling = true;
+    while (p->ring_len > 0) {
+      wp_job *j = ring_pop(p);
+      j->next = victims;
+      victims = j;
+      n++;
+    }
+    while (p->heap_len > 0) {
+      wp_job *j = heap_pop(p);
+      j->next = victims;
+      victims = j;
+      n++;
+    }
+    wake_all_locked(p);
+  }
+  pthread_mutex_unlock(&p->mu);
+
+  if (n > 0) {
+    /* Queued and waiting jobs end here, canceled, never run again. */
+    for (wp_job *j = victims; j; j = j->next) {
+      j->err = WP_ECANCELED;
+      deliver(p, j);
+    }
+    pthread_mutex_lock(&p->mu);
+    while (victims) {
+      wp_job *next = victims->next;
+      free_slot_locked(p, victims);
+      victims = next;
+    }
+    p->outstanding -= n;
+    p->n_canceled += n;
+    pthread_cond_broadcast(&p->space_cv);
+    pthread_mutex_unlock(&p->mu);
+  }
+  return wait_and_join(p, ctx);
+}
+
+void wp_pool_destroy(wp_pool *p) {
+  if (!p) return;
+  pthread_mutex_lock(&p->mu);
+  bool joined = p->joined;
+  pthread_mutex_unlock(&p->mu);
+  if (!joined) wp_pool_shutdown_now(p, NULL);
+  pool_free(p);
+}
+
+void wp_pool_stats_get(wp_pool *p, wp_pool_stats *out) {
+  pthread_mutex_lock(&p->mu);
+  out->submitted = p->submitted;
+  out->ok = p->n_ok;
+  out->failed = p->n_failed;
+  out->canceled = p->n_canceled;
+  out->attempts = p->attempts;
+  out->retries = p->retries;
+  out->queued = p->ring_len;
+  out->waiting = p->heap_len;
+  out->running = p->taken;
+  out->workers = p->nworkers;
+  pthread_mutex_unlock(&p->mu);
+}
