@@ -15,7 +15,8 @@ CC ?= cc
 BUILD := build
 
 # Debian packages the build and the tests need.
-DEPS := build-essential cmake pkg-config valgrind python3 clang libclang-rt-14-dev
+DEPS := build-essential cmake pkg-config valgrind python3 clang libclang-rt-14-dev \
+        libcurl4-openssl-dev libmicrohttpd-dev
 
 .PHONY: all build deps run test test-plain test-asan test-tsan valgrind install bench clean format
 

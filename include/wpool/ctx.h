@@ -54,7 +54,9 @@ int wp_ctx_with_timeout(wp_ctx *parent, int64_t timeout_ns, wp_ctx **out);
 
 /* Ends ctx and all its descendants with WP_ECANCELED, unless it has already
  * ended (then nothing changes). Done-callbacks run on the calling thread
- * before this returns. Calling it on background does nothing. */
+ * before this returns. If another thread ended ctx first, this returns at
+ * once, possibly before that thread has run the callbacks. Calling it on
+ * background does nothing. */
 void wp_ctx_cancel(wp_ctx *ctx);
 
 /* 0 while ctx runs; WP_ECANCELED or WP_ETIMEDOUT once it has ended. Lock-free
@@ -72,7 +74,9 @@ wp_ctx *wp_ctx_ref(wp_ctx *ctx);
 void wp_ctx_release(wp_ctx *ctx);
 
 /* Blocks until ctx ends or, if deadline_ns is not INT64_MAX, until that time.
- * Returns wp_ctx_err(ctx) if it ended, WP_EAGAIN if deadline_ns came first. */
+ * Returns wp_ctx_err(ctx) if it ended, WP_EAGAIN if deadline_ns came first.
+ * It returns once the error is set, which may be before the done-callbacks
+ * have run. */
 int wp_ctx_wait(wp_ctx *ctx, int64_t deadline_ns);
 
 /* A descriptor, owned by ctx and valid until its last release, that becomes

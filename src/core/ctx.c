@@ -253,7 +253,12 @@ static int timer_arm(wp_ctx *c) {
 
 static void timer_disarm(wp_ctx *c) {
   pthread_mutex_lock(&timers.mu);
-  heap_remove(c);
+  if (c->heap_idx != NOT_IN_HEAP) {
+    heap_remove(c);
+    /* The thread may sleep until this deadline: let it recompute, and exit
+     * if nothing is left. (timers.cv exists: c was armed.) */
+    pthread_cond_signal(&timers.cv);
+  }
   pthread_mutex_unlock(&timers.mu);
 }
 
@@ -396,6 +401,10 @@ static int ctx_new(wp_ctx *parent, int64_t deadline, wp_ctx **out) {
   c->deadline = deadline < parent->deadline ? deadline : parent->deadline;
   bool own_deadline = deadline < parent->deadline;
 
+  /* timed is set before the child is published in the parent's list, so a
+   * cancel that takes it from there sees it (and disarms). */
+  c->timed = own_deadline && deadline > wp_now_ns();
+
   int perr = 0;
   if (!parent->background) {
     pthread_mutex_lock(&parent->mu);
@@ -410,18 +419,19 @@ static int ctx_new(wp_ctx *parent, int64_t deadline, wp_ctx **out) {
   }
   if (perr != 0) {
     atomic_store(&c->err, perr);
-  } else if (own_deadline) {
-    if (deadline <= wp_now_ns()) {
-      cancel_with(c, WP_ETIMEDOUT);
-    } else {
-      c->timed = true;
-      int rc = timer_arm(c);
-      if (rc != 0) {
-        c->timed = false;
-        wp_ctx_release(c);
-        return rc;
-      }
+    c->timed = false; /* never published, never armed */
+  } else if (c->timed) {
+    int rc = timer_arm(c);
+    if (rc != 0) {
+      /* Published in the parent's list: release unlinks it. */
+      wp_ctx_release(c);
+      return rc;
     }
+    /* A parent's cancel may have ended c between publishing and arming; its
+     * disarm found nothing to remove then, so remove it now. */
+    if (wp_ctx_err(c) != 0) timer_disarm(c);
+  } else if (own_deadline) {
+    cancel_with(c, WP_ETIMEDOUT); /* a deadline already past */
   }
   *out = c;
   return 0;
