@@ -54,7 +54,9 @@ typedef struct wp_result {
                          WP_ECANCELED: canceled (by shutdown_now) before or
                          while it ran */
   unsigned attempts;  /* attempts that started (0: never ran) */
-  int64_t elapsed_ns; /* from acceptance to this result */
+  int64_t elapsed_ns; /* from the start of the first attempt to this
+                         result (retries and their waits included; the
+                         time spent queued is not); 0 if it never ran */
 } wp_result;
 
 /* The blocking task: runs one attempt of job on a worker thread and returns 0

@@ -81,7 +81,7 @@ struct wp_job {
   void *value;
   int err;
   unsigned attempts;
-  int64_t accepted_ns;
+  int64_t started_ns;     /* first attempt's start; 0: never started */
   int64_t due_ns;         /* while waiting in the heap */
   int64_t retry_after_ns; /* < 0: use the computed backoff */
   wp_ctx *ctx;
@@ -115,6 +115,7 @@ struct wp_pool {
   pthread_cond_t work_cv;  /* task workers waiting for jobs */
   pthread_cond_t space_cv; /* submitters waiting for a slot */
   pthread_cond_t state_cv; /* creation and shutdown waiting on workers */
+  pthread_cond_t gate_cv;  /* workers waiting for creation to finish */
   wp_pool_config cfg;
   size_t bound;
   wp_job *slots;
@@ -123,12 +124,12 @@ struct wp_pool {
   size_t ring_head, ring_len;
   /* Mirrors read without mu by spinners: updated under mu. */
   atomic_size_t avail;  /* ring_len */
-  atomic_size_t nfree;  /* free slots */
+  atomic_size_t nfree;  /* free slots (mirror of nfree_n) */
   atomic_bool stop;     /* closed */
   atomic_uint spinning; /* task workers spinning for work */
   wp_job **heap;        /* retry timer queue, by due_ns */
   size_t heap_len;
-  size_t outstanding, taken;
+  size_t outstanding, taken, nfree_n;
   unsigned idle, wakes_pending, space_waiters;
   bool keeper;     /* a sleeping task worker on a timer: retries, short mode */
   bool short_mode; /* task workers' last batch ran short tasks */
@@ -264,7 +265,8 @@ static size_t move_due_locked(wp_pool *p) {
 static void free_slot_locked(wp_pool *p, wp_job *j) {
   j->next = p->free_list;
   p->free_list = j;
-  atomic_fetch_add_explicit(&p->nfree, 1, memory_order_relaxed);
+  /* A plain store under mu, not a read-modify-write: cheap on the hot path. */
+  atomic_store_explicit(&p->nfree, ++p->nfree_n, memory_order_relaxed);
 }
 
 /* Gives the worker's finished slots back (caller holds mu). */
@@ -308,7 +310,7 @@ static void deliver(wp_pool *p, wp_job *j) {
   r.value = j->value;
   r.err = j->err;
   r.attempts = j->attempts;
-  r.elapsed_ns = wp_now_ns() - j->accepted_ns;
+  r.elapsed_ns = j->started_ns ? wp_now_ns() - j->started_ns : 0;
   j->outcome = outcome_of(j->err);
   if (p->cfg.on_result)
     p->cfg.on_result(&r, p->cfg.userdata);
@@ -442,6 +444,13 @@ int wp_worker_take(wp_worker *w, wp_job **jobs, size_t max, int flags) {
     if (p->wakes_pending) p->wakes_pending--;
   }
   pthread_mutex_unlock(&p->mu);
+  if (rc > 0) {
+    /* elapsed_ns counts from the first attempt's start (one clock read per
+     * batch, outside the lock). */
+    int64_t now = wp_now_ns();
+    for (int i = 0; i < rc; i++)
+      if (jobs[i]->started_ns == 0) jobs[i]->started_ns = now;
+  }
   return rc;
 }
 
@@ -554,8 +563,10 @@ static void *worker_main(void *arg) {
   w->init_rc = rc;
   if (rc != 0 && p->init_rc == 0) p->init_rc = rc;
   p->inits_done++;
-  pthread_cond_broadcast(&p->state_cv);
-  while (!p->gate_open) pthread_cond_wait(&p->state_cv, &p->mu);
+  /* Only the creator waits there, and only for the last init: one wake, not
+   * one per worker (with 10,000 workers, a broadcast each is 10^8 wakes). */
+  if (p->inits_done == p->live) pthread_cond_signal(&p->state_cv);
+  while (!p->gate_open) pthread_cond_wait(&p->gate_cv, &p->mu);
   bool run = !p->abort_start && rc == 0;
   pthread_mutex_unlock(&p->mu);
 
@@ -572,7 +583,7 @@ static void *worker_main(void *arg) {
   release_done_locked(p, w);
   w->wake = NULL;
   p->live--;
-  pthread_cond_broadcast(&p->state_cv);
+  if (p->live == 0) pthread_cond_broadcast(&p->state_cv);
   pthread_mutex_unlock(&p->mu);
   return NULL;
 }
@@ -582,6 +593,7 @@ static void *worker_main(void *arg) {
 
 static void pool_free(wp_pool *p) {
   wp_ctx_release(p->root);
+  pthread_cond_destroy(&p->gate_cv);
   pthread_cond_destroy(&p->state_cv);
   pthread_cond_destroy(&p->space_cv);
   pthread_cond_destroy(&p->work_cv);
@@ -631,6 +643,10 @@ int wp_pool_create(const wp_pool_config *cfg, wp_pool **out) {
   if (wp__cond_init_monotonic(&p->work_cv) != 0) goto fail_work;
   if (pthread_cond_init(&p->space_cv, NULL) != 0) goto fail_space;
   if (pthread_cond_init(&p->state_cv, NULL) != 0) goto fail_state;
+  if (pthread_cond_init(&p->gate_cv, NULL) != 0) {
+    pthread_cond_destroy(&p->state_cv);
+    goto fail_state;
+  }
   rc = wp_ctx_with_cancel(NULL, &p->root);
   if (rc != 0) goto fail_ctx;
 
@@ -677,7 +693,7 @@ int wp_pool_create(const wp_pool_config *cfg, wp_pool **out) {
   if (rc == 0) rc = p->init_rc;
   p->abort_start = rc != 0;
   p->gate_open = true;
-  pthread_cond_broadcast(&p->state_cv);
+  pthread_cond_broadcast(&p->gate_cv);
   pthread_mutex_unlock(&p->mu);
   if (rc != 0) {
     join_all(p);
@@ -691,6 +707,7 @@ fail_attr:
   rc = WP_ESYSTEM;
   wp_ctx_release(p->root);
 fail_ctx:
+  pthread_cond_destroy(&p->gate_cv);
   pthread_cond_destroy(&p->state_cv);
 fail_state:
   pthread_cond_destroy(&p->space_cv);
@@ -717,7 +734,6 @@ static void wake_space(void *arg) {
 
 static int submit(wp_pool *p, uint64_t id, void *arg, wp_ctx *ctx, bool wait) {
   if (!p) return WP_EINVAL;
-  int64_t now = wp_now_ns();
   bool cancelable = wait && ctx && ctx != wp_ctx_background();
   bool hooked = false, spun = false;
   wp_ctx_hook hook;
@@ -731,14 +747,14 @@ static int submit(wp_pool *p, uint64_t id, void *arg, wp_ctx *ctx, bool wait) {
     if (p->free_list) {
       wp_job *j = p->free_list;
       p->free_list = j->next;
-      atomic_fetch_sub_explicit(&p->nfree, 1, memory_order_relaxed);
+      atomic_store_explicit(&p->nfree, --p->nfree_n, memory_order_relaxed);
       j->next = NULL;
       j->id = id;
       j->arg = arg;
       j->value = NULL;
       j->err = 0;
       j->attempts = 0;
-      j->accepted_ns = now;
+      j->started_ns = 0;
       p->outstanding++;
       p->submitted++;
       ring_push(p, j);

@@ -149,6 +149,8 @@ static int stubborn_task(wp_ctx *ctx, wp_job *j, void *ws) {
 static wp_pool *make_pool(unsigned workers, size_t bound, wp_task_fn task,
                           rec *r) {
   wp_pool_config cfg = {0};
+  /* Small stacks keep thread creation cheap (glibc caches them). */
+  cfg.stack_size = 256 * 1024;
   cfg.workers = workers;
   cfg.max_outstanding = bound;
   cfg.task = task;
