@@ -1,0 +1,812 @@
+/* wpool: the command-line tool.
+ *
+ *   wpool fetch [OPTIONS] [FILE...]
+ *
+ * Threads: the producer reads the input and submits one job per line; the
+ * engine's loops fetch and call on_result(), which writes the output under
+ * out_mu; the controller waits for signals and the --deadline and turns them
+ * into a stop (first SIGINT/SIGTERM: read no more, drain) or a ShutdownNow
+ * (second signal, the deadline, a closed output pipe); an optional progress
+ * thread redraws the bar; main waits for the producer, then drains.
+ *
+ * The invariant scripts rely on: every line read that is a job gets exactly
+ * one result line. A line whose submit is refused because the run is being
+ * cancelled gets a "canceled" result here, in the producer.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli/input.h"
+#include "cli/parse.h"
+#include "fetch/fetch.h"
+#include "wpool/wpool.h"
+
+#define EXIT_OK 0
+#define EXIT_SOME_FAILED 1
+#define EXIT_USAGE 2
+#define EXIT_SIGNAL 130
+
+/* ---- options ---------------------------------------------------------- */
+
+typedef struct options {
+  unsigned workers;
+  uint64_t queue; /* 0 = 2 * workers */
+  unsigned loops;
+  int64_t timeout_ns, connect_timeout_ns, deadline_ns;
+  long max_redirects;
+  uint64_t max_body;
+  bool head;
+  const char **headers;
+  size_t nheaders;
+  const char *user_agent;
+  const char *output;
+  enum wp__format format;
+  bool ordered;
+  int progress; /* -1: auto (stderr is a terminal) */
+  char **files;
+  size_t nfiles;
+} options;
+
+static const char *prog = "wpool";
+
+static void usage_error(const char *fmt, ...) {
+  va_list ap;
+  fprintf(stderr, "%s fetch: ", prog);
+  va_start(ap, fmt);
+  vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  fprintf(stderr, "\nTry '%s fetch --help'.\n", prog);
+  exit(EXIT_USAGE);
+}
+
+static void print_fetch_help(FILE *f) {
+  fprintf(
+      f,
+      "Usage: %s fetch [OPTIONS] [FILE...]\n"
+      "\n"
+      "Fetch every URL listed in the FILEs (one per line; '-' or no FILE: "
+      "standard\n"
+      "input) over HTTP(S), at most N at a time, and write one result per "
+      "URL.\n"
+      "\n"
+      "Input: read as a stream, in order, across all FILEs. Surrounding "
+      "whitespace\n"
+      "and a CR before the newline are trimmed; blank lines and lines starting "
+      "with\n"
+      "'#' are skipped. Every other line is a job; IDs count from 1 in input "
+      "order.\n"
+      "A line that is not an http(s) URL, is longer than 8192 bytes or holds "
+      "control\n"
+      "bytes is a job whose result is an error saying why; the run goes on.\n"
+      "\n"
+      "Options:\n"
+      "  -w, --workers N          transfers in flight at most, 1-10000 "
+      "(default 16)\n"
+      "  -q, --queue N            jobs read ahead of the transfers (default "
+      "2*workers)\n"
+      "  -t, --timeout DUR        time limit of one attempt (default 30s; 0: "
+      "none)\n"
+      "      --connect-timeout DUR  time limit to connect (default 10s)\n"
+      "      --deadline DUR       time limit of the whole run; then every "
+      "transfer is\n"
+      "                           aborted and every job left ends 'canceled'\n"
+      "      --max-redirects N    redirects to follow, 0 = none (default 10); "
+      "only\n"
+      "                           to http and https\n"
+      "      --max-body BYTES     a longer body is an error (default 10MiB)\n"
+      "  -X, --method M           GET (default) or HEAD\n"
+      "  -H, --header 'Name: v'   add a request header (repeatable)\n"
+      "  -A, --user-agent S       the User-Agent header (default wpool/%s)\n"
+      "  -o, --output FILE        write results to FILE (default standard "
+      "output)\n"
+      "  -f, --format F           text (default), jsonl or csv\n"
+      "      --ordered            write results in input order (memory stays "
+      "bounded:\n"
+      "                           reading waits while the oldest job is "
+      "unfinished)\n"
+      "      --progress, --no-progress\n"
+      "                           progress bar on standard error (default: on "
+      "when\n"
+      "                           standard error is a terminal)\n"
+      "      --loops N            event-loop threads (default: one per core)\n"
+      "  -h, --help               this help\n"
+      "  -V, --version            the version\n"
+      "\n"
+      "DUR: a number and a unit: 250ms, 30s, 2m, 1h (also 1m30s, 1.5s).\n"
+      "BYTES: 1048576, 512k, 10MiB, 1G (k, M, G = 1024-based; kB, MB, GB = "
+      "1000).\n"
+      "\n"
+      "Formats (one line per job):\n"
+      "  text   job 3 done: 200 OK https://example.com/\n"
+      "         job 2 failed: not an http(s) URL: no scheme bobobo\n"
+      "  jsonl  "
+      "{\"id\":3,\"url\":\"https://example.com/\",\"ok\":true,\"status\":200,\n"
+      "          "
+      "\"error\":null,\"attempts\":1,\"elapsed_ms\":12.345,\"bytes\":1256}\n"
+      "         url is the line as read (invalid UTF-8 replaced by U+FFFD); ok "
+      "is\n"
+      "         true when a response with status < 400 arrived; status and "
+      "error\n"
+      "         may be null; bytes counts body bytes received.\n"
+      "  csv    the same fields, header "
+      "id,url,ok,status,error,attempts,elapsed_ms,\n"
+      "         bytes; RFC 4180 quoting.\n"
+      "Results come in completion order unless --ordered. A summary goes to "
+      "standard\n"
+      "error at the end.\n"
+      "\n"
+      "Exit status: 0 every job ok; 1 some job not ok (or the run was cut "
+      "short by\n"
+      "--deadline or a closed output); 2 usage or input-file error; 130 ended "
+      "by a\n"
+      "signal.\n"
+      "\n"
+      "Signals: the first SIGINT or SIGTERM stops reading input and lets what "
+      "is\n"
+      "queued and in flight finish, writing every result; a second one aborts "
+      "the\n"
+      "transfers in flight, and every job not finished ends 'canceled'. Either "
+      "way\n"
+      "the jobs read so far are exactly the jobs with a result.\n",
+      prog, WPOOL_VERSION);
+}
+
+static void print_main_help(FILE *f) {
+  fprintf(f,
+          "Usage: %s COMMAND [OPTIONS]\n\n"
+          "Commands:\n"
+          "  fetch    fetch a list of URLs with bounded concurrency\n\n"
+          "'%s COMMAND --help' describes a command. '%s --version' prints "
+          "the version.\n",
+          prog, prog, prog);
+}
+
+static uint64_t opt_uint(const char *flag, const char *v, uint64_t min,
+                         uint64_t max) {
+  uint64_t n;
+  if (wp__parse_uint(v, min, max, &n) != 0)
+    usage_error("%s: expected an integer from %" PRIu64 " to %" PRIu64
+                ", got '%s'",
+                flag, min, max, v);
+  return n;
+}
+
+static int64_t opt_duration(const char *flag, const char *v) {
+  int64_t ns;
+  if (wp__parse_duration(v, &ns) != 0)
+    usage_error("%s: expected a duration like 250ms, 30s, 2m or 1h, got '%s'",
+                flag, v);
+  return ns;
+}
+
+enum {
+  OPT_CONNECT_TIMEOUT = 256,
+  OPT_DEADLINE,
+  OPT_MAX_REDIRECTS,
+  OPT_MAX_BODY,
+  OPT_ORDERED,
+  OPT_PROGRESS,
+  OPT_NO_PROGRESS,
+  OPT_LOOPS,
+};
+
+static void parse_fetch_args(int argc, char **argv, options *o) {
+  static const struct option longs[] = {
+      {"workers", required_argument, NULL, 'w'},
+      {"queue", required_argument, NULL, 'q'},
+      {"timeout", required_argument, NULL, 't'},
+      {"connect-timeout", required_argument, NULL, OPT_CONNECT_TIMEOUT},
+      {"deadline", required_argument, NULL, OPT_DEADLINE},
+      {"max-redirects", required_argument, NULL, OPT_MAX_REDIRECTS},
+      {"max-body", required_argument, NULL, OPT_MAX_BODY},
+      {"method", required_argument, NULL, 'X'},
+      {"header", required_argument, NULL, 'H'},
+      {"user-agent", required_argument, NULL, 'A'},
+      {"output", required_argument, NULL, 'o'},
+      {"format", required_argument, NULL, 'f'},
+      {"ordered", no_argument, NULL, OPT_ORDERED},
+      {"progress", no_argument, NULL, OPT_PROGRESS},
+      {"no-progress", no_argument, NULL, OPT_NO_PROGRESS},
+      {"loops", required_argument, NULL, OPT_LOOPS},
+      {"help", no_argument, NULL, 'h'},
+      {"version", no_argument, NULL, 'V'},
+      {NULL, 0, NULL, 0},
+  };
+  memset(o, 0, sizeof *o);
+  o->workers = 16;
+  o->timeout_ns = 30LL * 1000000000;
+  o->connect_timeout_ns = 10LL * 1000000000;
+  o->max_redirects = 10;
+  o->max_body = 10ULL << 20;
+  o->format = WP__FMT_TEXT;
+  o->progress = -1;
+  o->headers = calloc((size_t)argc, sizeof *o->headers);
+  if (!o->headers) usage_error("out of memory");
+  opterr = 0;
+  optind = 1;
+  int c;
+  while ((c = getopt_long(argc, argv, ":w:q:t:X:H:A:o:f:hV", longs, NULL)) !=
+         -1) {
+    switch (c) {
+      case 'w':
+        o->workers = (unsigned)opt_uint("--workers", optarg, 1, 10000);
+        break;
+      case 'q':
+        o->queue = opt_uint("--queue", optarg, 1, 1000000);
+        break;
+      case 't':
+        o->timeout_ns = opt_duration("--timeout", optarg);
+        break;
+      case OPT_CONNECT_TIMEOUT:
+        o->connect_timeout_ns = opt_duration("--connect-timeout", optarg);
+        break;
+      case OPT_DEADLINE:
+        o->deadline_ns = opt_duration("--deadline", optarg);
+        if (o->deadline_ns == 0) usage_error("--deadline: must be above 0");
+        break;
+      case OPT_MAX_REDIRECTS:
+        o->max_redirects = (long)opt_uint("--max-redirects", optarg, 0, 1000);
+        break;
+      case OPT_MAX_BODY:
+        if (wp__parse_size(optarg, &o->max_body) != 0)
+          usage_error(
+              "--max-body: expected a size like 1048576, 512k or "
+              "10MiB, got '%s'",
+              optarg);
+        break;
+      case 'X':
+        if (strcmp(optarg, "GET") == 0)
+          o->head = false;
+        else if (strcmp(optarg, "HEAD") == 0)
+          o->head = true;
+        else
+          usage_error("--method: expected GET or HEAD, got '%s'", optarg);
+        break;
+      case 'H': {
+        const char *colon = strchr(optarg, ':');
+        if (!colon || colon == optarg || strpbrk(optarg, "\r\n"))
+          usage_error("--header: expected 'Name: value', got '%s'", optarg);
+        o->headers[o->nheaders++] = optarg;
+        break;
+      }
+      case 'A':
+        if (strpbrk(optarg, "\r\n"))
+          usage_error("--user-agent: must not hold a line break");
+        o->user_agent = optarg;
+        break;
+      case 'o':
+        o->output = optarg;
+        break;
+      case 'f':
+        if (wp__parse_format(optarg, &o->format) != 0)
+          usage_error("--format: expected text, jsonl or csv, got '%s'",
+                      optarg);
+        break;
+      case OPT_ORDERED:
+        o->ordered = true;
+        break;
+      case OPT_PROGRESS:
+        o->progress = 1;
+        break;
+      case OPT_NO_PROGRESS:
+        o->progress = 0;
+        break;
+      case OPT_LOOPS:
+        o->loops = (unsigned)opt_uint("--loops", optarg, 1, 64);
+        break;
+      case 'h':
+        print_fetch_help(stdout);
+        exit(EXIT_OK);
+      case 'V':
+        printf("wpool %s\n", WPOOL_VERSION);
+        exit(EXIT_OK);
+      case ':':
+        usage_error("%s: needs a value", argv[optind - 1]);
+        break;
+      default:
+        if (optopt)
+          usage_error("unknown option '-%c'", optopt);
+        else
+          usage_error("unknown option '%s'", argv[optind - 1]);
+    }
+  }
+  o->files = argv + optind;
+  o->nfiles = (size_t)(argc - optind);
+  if (o->queue == 0) o->queue = 2 * (uint64_t)o->workers;
+}
+
+/* ---- the run --------------------------------------------------------------
+ */
+
+/* A job's record: the request the engine fills, and the URL as read. */
+typedef struct job {
+  wp__fetch_req req;
+  size_t url_len;
+  char url[]; /* NUL-terminated; may hold NULs (url_len) */
+} job;
+
+typedef struct run {
+  options *o;
+  wp__fetch *engine;
+  wp_pool *pool;
+  FILE *out;
+  bool out_is_tty;
+  int64_t start_ns;
+
+  pthread_mutex_t out_mu; /* the output, the counters, the window */
+  pthread_cond_t window_cv;
+  wp__buf buf;
+  bool write_failed; /* EPIPE or another write error: stop */
+  int write_errno;
+  uint64_t n_ok, n_failed, n_canceled;
+  uint64_t by_class[6]; /* 0: no response, 1..5: 1xx..5xx */
+  atomic_uint_fast64_t done, read_jobs;
+  atomic_bool input_done;
+
+  /* --ordered: results wait in a ring until all earlier ones are written. */
+  uint64_t window;
+  uint64_t next_out; /* the next ID to write */
+  wp_result *held;   /* held[(id - 1) % window], present if .id == id */
+
+  /* The controller. */
+  pthread_t controller;
+  atomic_bool stop;     /* read no more input */
+  atomic_bool canceled; /* ShutdownNow happened */
+  atomic_bool signaled; /* a SIGINT/SIGTERM ended the run */
+  atomic_bool deadline_hit;
+  wp_ctx *done_ctx; /* ends when the run ends: stops the progress thread */
+
+  /* The producer and main. */
+  pthread_mutex_t prod_mu;
+  pthread_cond_t prod_cv;
+  bool prod_in_read, prod_done, prod_abandoned;
+  int input_error; /* a read error mid-run */
+  char input_errmsg[512];
+} run;
+
+static run R;
+
+static void count_locked(const wp_result *res, const job *j) {
+  if (res->err == 0)
+    R.n_ok++;
+  else if (res->err == WP_ECANCELED)
+    R.n_canceled++;
+  else
+    R.n_failed++;
+  int st = j->req.status;
+  R.by_class[st >= 100 && st < 600 ? st / 100 : 0]++;
+}
+
+/* Formats and writes one result (out_mu held); frees its job. */
+static void emit_locked(const wp_result *res) {
+  job *j = res->arg;
+  if (!R.write_failed) {
+    wp__outrec rec;
+    rec.id = res->id;
+    rec.url = j->url;
+    rec.url_len = j->url_len;
+    rec.ok = res->err == 0;
+    rec.status = j->req.status > 0 ? j->req.status : -1;
+    rec.error = NULL;
+    if (res->err != 0)
+      rec.error = j->req.error[0] ? j->req.error : wp_strerror(res->err);
+    if (res->err == WP_ECANCELED) rec.error = "canceled";
+    rec.attempts = res->attempts;
+    rec.elapsed_ms = (double)res->elapsed_ns / 1e6;
+    rec.bytes = j->req.bytes;
+    wp__buf_reset(&R.buf);
+    wp__format_result(&R.buf, R.o->format, &rec);
+    if (fwrite(R.buf.data, 1, R.buf.len, R.out) != R.buf.len ||
+        (R.out_is_tty && fflush(R.out) != 0)) {
+      R.write_failed = true;
+      R.write_errno = errno;
+      /* Stop the run from the controller (not from here: a result
+       * callback must not wait for its own pool). */
+      pthread_kill(R.controller, SIGUSR2);
+    }
+  }
+  free(j);
+}
+
+static void on_result(const wp_result *res, void *userdata) {
+  (void)userdata;
+  job *j = res->arg;
+  pthread_mutex_lock(&R.out_mu);
+  count_locked(res, j);
+  atomic_fetch_add(&R.done, 1);
+  if (!R.o->ordered) {
+    emit_locked(res);
+  } else {
+    R.held[(res->id - 1) % R.window] = *res;
+    while (R.held[(R.next_out - 1) % R.window].id == R.next_out) {
+      wp_result *h = &R.held[(R.next_out - 1) % R.window];
+      emit_locked(h);
+      h->id = 0;
+      R.next_out++;
+    }
+    pthread_cond_broadcast(&R.window_cv);
+  }
+  pthread_mutex_unlock(&R.out_mu);
+}
+
+/* A job that never reaches the engine still gets its result: a bad line
+ * (err WP__FETCH_EBADLINE, no attempt), or a line whose submit was refused
+ * because the run is being cancelled (WP_ECANCELED). */
+static void emit_direct(uint64_t id, job *j, int err, const char *why) {
+  snprintf(j->req.error, sizeof j->req.error, "%s", why);
+  j->req.status = -1;
+  wp_result res;
+  memset(&res, 0, sizeof res);
+  res.id = id;
+  res.arg = j;
+  res.err = err;
+  on_result(&res, NULL);
+}
+
+static void *producer(void *arg) {
+  wp__reader *rd = arg;
+  uint64_t id = 0;
+  char err[512];
+  for (;;) {
+    pthread_mutex_lock(&R.prod_mu);
+    if (atomic_load(&R.stop) || R.prod_abandoned) {
+      pthread_mutex_unlock(&R.prod_mu);
+      break;
+    }
+    R.prod_in_read = true;
+    pthread_mutex_unlock(&R.prod_mu);
+
+    wp__line line;
+    int rc = wp__reader_next(rd, &line, err, sizeof err);
+
+    pthread_mutex_lock(&R.prod_mu);
+    R.prod_in_read = false;
+    bool abandoned = R.prod_abandoned;
+    pthread_mutex_unlock(&R.prod_mu);
+    if (abandoned) return NULL; /* main went on without us: not "read" */
+    if (rc == 0) break;
+    if (rc < 0) {
+      snprintf(R.input_errmsg, sizeof R.input_errmsg, "%s", err);
+      R.input_error = 1;
+      break;
+    }
+    id++;
+    job *j = malloc(sizeof *j + line.len + 1);
+    if (!j) {
+      snprintf(R.input_errmsg, sizeof R.input_errmsg, "out of memory");
+      R.input_error = 1;
+      break;
+    }
+    memcpy(j->url, line.text, line.len);
+    j->url[line.len] = '\0';
+    j->url_len = line.len;
+    memset(&j->req, 0, sizeof j->req);
+    j->req.url = j->url;
+    j->req.bad = line.bad;
+    j->req.status = -1;
+    atomic_store(&R.read_jobs, id);
+
+    if (R.o->ordered) {
+      /* Bounded memory: never more than window results held back. */
+      pthread_mutex_lock(&R.out_mu);
+      /* Also after a cancel: in-flight jobs then end at once and free it. */
+      while (id >= R.next_out + R.window)
+        pthread_cond_wait(&R.window_cv, &R.out_mu);
+      pthread_mutex_unlock(&R.out_mu);
+    }
+    if (line.bad) {
+      emit_direct(id, j, WP__FETCH_EBADLINE, line.bad);
+      continue;
+    }
+    rc = wp_pool_submit(R.pool, id, j, NULL);
+    if (rc != 0) {
+      emit_direct(id, j, WP_ECANCELED, "canceled");
+      break;
+    }
+  }
+  pthread_mutex_lock(&R.prod_mu);
+  R.prod_done = true;
+  pthread_cond_broadcast(&R.prod_cv);
+  pthread_mutex_unlock(&R.prod_mu);
+  return NULL;
+}
+
+static void cancel_run(void) {
+  atomic_store(&R.stop, true);
+  atomic_store(&R.canceled, true);
+  pthread_mutex_lock(&R.out_mu);
+  pthread_cond_broadcast(&R.window_cv);
+  pthread_mutex_unlock(&R.out_mu);
+  wp_pool_shutdown_now(R.pool, NULL);
+}
+
+static void *controller(void *arg) {
+  (void)arg;
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGUSR1);
+  sigaddset(&set, SIGUSR2);
+  int64_t deadline =
+      R.o->deadline_ns ? R.start_ns + R.o->deadline_ns : INT64_MAX;
+  int interrupts = 0;
+  for (;;) {
+    int sig;
+    if (deadline != INT64_MAX) {
+      int64_t left = deadline - wp_now_ns();
+      if (left <= 0) {
+        if (!atomic_load(&R.canceled)) {
+          atomic_store(&R.deadline_hit, true);
+          cancel_run();
+        }
+        deadline = INT64_MAX;
+        continue;
+      }
+      struct timespec ts = {.tv_sec = (time_t)(left / 1000000000),
+                            .tv_nsec = (long)(left % 1000000000)};
+      sig = sigtimedwait(&set, NULL, &ts);
+      if (sig < 0) continue; /* timeout or EINTR: recheck */
+    } else {
+      sig = sigwaitinfo(&set, NULL);
+      if (sig < 0) continue;
+    }
+    if (sig == SIGUSR1) break; /* the run is over */
+    if (sig == SIGUSR2) {      /* the output is gone */
+      cancel_run();
+      continue;
+    }
+    /* SIGINT or SIGTERM */
+    atomic_store(&R.signaled, true);
+    if (++interrupts == 1) {
+      atomic_store(&R.stop, true); /* read no more; drain */
+      pthread_mutex_lock(&R.prod_mu);
+      pthread_cond_broadcast(&R.prod_cv);
+      pthread_mutex_unlock(&R.prod_mu);
+    } else {
+      cancel_run();
+    }
+  }
+  return NULL;
+}
+
+static void format_rate(char *b, size_t n, double r) {
+  if (r >= 1e6)
+    snprintf(b, n, "%.1fM/s", r / 1e6);
+  else if (r >= 1e3)
+    snprintf(b, n, "%.1fk/s", r / 1e3);
+  else
+    snprintf(b, n, "%.0f/s", r);
+}
+
+static void draw_progress(bool final) {
+  uint64_t done = atomic_load(&R.done);
+  uint64_t total = atomic_load(&R.read_jobs);
+  bool known = atomic_load(&R.input_done);
+  double secs = (double)(wp_now_ns() - R.start_ns) / 1e9;
+  double rate = secs > 0 ? (double)done / secs : 0;
+  pthread_mutex_lock(&R.out_mu);
+  uint64_t failed = R.n_failed + R.n_canceled;
+  pthread_mutex_unlock(&R.out_mu);
+  char rb[32], line[256];
+  format_rate(rb, sizeof rb, rate);
+  if (known && total > 0) {
+    int width = 30;
+    int fill = (int)((double)done / (double)total * width);
+    if (fill > width) fill = width;
+    char bar[64];
+    for (int i = 0; i < width; i++) bar[i] = i < fill ? '#' : '-';
+    bar[width] = '\0';
+    char eta[32] = "";
+    if (rate > 0 && done < total)
+      snprintf(eta, sizeof eta, " ETA %.0fs", (double)(total - done) / rate);
+    snprintf(line, sizeof line,
+             "[%s] %" PRIu64 "/%" PRIu64 " %s%s, %" PRIu64 " failed", bar, done,
+             total, rb, eta, failed);
+  } else {
+    snprintf(line, sizeof line,
+             "%" PRIu64 " done, %" PRIu64 " read, %s, %" PRIu64 " failed", done,
+             total, rb, failed);
+  }
+  fprintf(stderr, "\r\033[K%s%s", final ? "" : line, final ? "" : "");
+  fflush(stderr);
+}
+
+static void *progress(void *arg) {
+  (void)arg;
+  for (;;) {
+    draw_progress(false);
+    if (wp_ctx_wait(R.done_ctx, wp_now_ns() + 200000000) != WP_EAGAIN) break;
+  }
+  draw_progress(true); /* clears the line */
+  return NULL;
+}
+
+static void summary(void) {
+  double secs = (double)(wp_now_ns() - R.start_ns) / 1e9;
+  uint64_t total = R.n_ok + R.n_failed + R.n_canceled;
+  char rb[32];
+  format_rate(rb, sizeof rb, secs > 0 ? (double)total / secs : 0);
+  fprintf(stderr,
+          "wpool: %" PRIu64 " jobs in %.2fs (%s): %" PRIu64 " ok, %" PRIu64
+          " failed, %" PRIu64 " canceled; responses 1xx %" PRIu64
+          ", 2xx %" PRIu64 ", 3xx %" PRIu64 ", 4xx %" PRIu64 ", 5xx %" PRIu64
+          ", none %" PRIu64 "\n",
+          total, secs, rb, R.n_ok, R.n_failed, R.n_canceled, R.by_class[1],
+          R.by_class[2], R.by_class[3], R.by_class[4], R.by_class[5],
+          R.by_class[0]);
+}
+
+static int cmd_fetch(int argc, char **argv) {
+  options o;
+  parse_fetch_args(argc, argv, &o);
+  memset(&R, 0, sizeof R);
+  R.o = &o;
+
+  char err[512];
+  wp__reader *rd;
+  if (wp__reader_open(&rd, o.files, o.nfiles, err, sizeof err) != 0) {
+    fprintf(stderr, "%s fetch: %s\n", prog, err);
+    free(o.headers);
+    return EXIT_USAGE;
+  }
+  R.out = stdout;
+  if (o.output && strcmp(o.output, "-") != 0) {
+    R.out = fopen(o.output, "w");
+    if (!R.out) {
+      int e = errno;
+      char eb[128];
+      fprintf(stderr, "%s fetch: %s: %s\n", prog, o.output,
+              strerror_r(e, eb, sizeof eb));
+      wp__reader_close(rd);
+      free(o.headers);
+      return EXIT_USAGE;
+    }
+  }
+  R.out_is_tty = isatty(fileno(R.out));
+  static char outbuf[1 << 16];
+  if (!R.out_is_tty) setvbuf(R.out, outbuf, _IOFBF, sizeof outbuf);
+  bool show_progress = o.progress == 1 || (o.progress == -1 && isatty(2));
+
+  /* Signals: SIGPIPE is a write error; the others go to the controller. */
+  signal(SIGPIPE, SIG_IGN);
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGUSR1);
+  sigaddset(&set, SIGUSR2);
+  pthread_sigmask(SIG_BLOCK, &set, NULL);
+
+  pthread_mutex_init(&R.out_mu, NULL);
+  pthread_cond_init(&R.window_cv, NULL);
+  pthread_mutex_init(&R.prod_mu, NULL);
+  pthread_cond_init(&R.prod_cv, NULL);
+  wp__buf_init(&R.buf);
+  R.next_out = 1;
+  R.window = (uint64_t)o.workers + o.queue;
+  if (o.ordered) {
+    R.held = calloc(R.window, sizeof *R.held);
+    if (!R.held) {
+      fprintf(stderr, "%s fetch: out of memory\n", prog);
+      return EXIT_SOME_FAILED;
+    }
+  }
+
+  wp__fetch_config fc;
+  memset(&fc, 0, sizeof fc);
+  fc.concurrency = o.workers;
+  fc.loops = o.loops;
+  fc.queue = o.queue;
+  fc.timeout_ns = o.timeout_ns;
+  fc.connect_timeout_ns = o.connect_timeout_ns;
+  fc.max_redirects = o.max_redirects;
+  fc.max_body = o.max_body;
+  fc.head = o.head;
+  fc.headers = o.headers;
+  fc.nheaders = o.nheaders;
+  fc.user_agent = o.user_agent;
+  fc.on_result = on_result;
+  int rc = wp__fetch_create(&fc, &R.engine, err, sizeof err);
+  if (rc != 0) {
+    fprintf(stderr, "%s fetch: %s\n", prog, err);
+    return EXIT_SOME_FAILED;
+  }
+  R.pool = wp__fetch_pool(R.engine);
+  wp_ctx_with_cancel(NULL, &R.done_ctx);
+
+  if (o.format == WP__FMT_CSV) {
+    wp__buf_reset(&R.buf);
+    wp__format_header(&R.buf, o.format);
+    fwrite(R.buf.data, 1, R.buf.len, R.out);
+  }
+  R.start_ns = wp_now_ns();
+  pthread_create(&R.controller, NULL, controller, NULL);
+  pthread_t prog_thread, prod_thread;
+  if (show_progress) pthread_create(&prog_thread, NULL, progress, NULL);
+  pthread_create(&prod_thread, NULL, producer, rd);
+
+  /* Wait for the producer; after a stop, not for a producer blocked in a
+   * read (a terminal, a FIFO): what it has not returned is not read. */
+  pthread_mutex_lock(&R.prod_mu);
+  while (!R.prod_done && !(atomic_load(&R.stop) && R.prod_in_read))
+    pthread_cond_wait(&R.prod_cv, &R.prod_mu);
+  bool joined = R.prod_done;
+  if (!joined) R.prod_abandoned = true;
+  pthread_mutex_unlock(&R.prod_mu);
+  if (joined)
+    pthread_join(prod_thread, NULL);
+  else
+    pthread_detach(prod_thread);
+  atomic_store(&R.input_done, true);
+
+  wp_pool_shutdown(R.pool, NULL); /* drain (or wait for ShutdownNow) */
+  pthread_kill(R.controller, SIGUSR1);
+  pthread_join(R.controller, NULL);
+  wp_ctx_cancel(R.done_ctx);
+  if (show_progress) pthread_join(prog_thread, NULL);
+
+  if (fflush(R.out) != 0 && !R.write_failed) {
+    R.write_failed = true;
+    R.write_errno = errno;
+  }
+  if (R.write_failed && R.write_errno != EPIPE) {
+    char eb[128];
+    fprintf(stderr, "%s fetch: writing results: %s\n", prog,
+            strerror_r(R.write_errno, eb, sizeof eb));
+  }
+  if (R.input_error)
+    fprintf(stderr, "%s fetch: reading input: %s\n", prog, R.input_errmsg);
+  if (atomic_load(&R.deadline_hit))
+    fprintf(stderr, "%s fetch: --deadline passed: the run was cut short\n",
+            prog);
+  summary();
+
+  int status = EXIT_OK;
+  if (R.n_failed + R.n_canceled > 0 || R.write_failed || R.input_error)
+    status = EXIT_SOME_FAILED;
+  if (atomic_load(&R.signaled)) status = EXIT_SIGNAL;
+
+  wp__fetch_destroy(R.engine);
+  if (R.out != stdout) fclose(R.out);
+  if (joined) wp__reader_close(rd);
+  wp_ctx_release(R.done_ctx);
+  wp__buf_free(&R.buf);
+  free(R.held);
+  free(o.headers);
+  return status;
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2) {
+    print_main_help(stderr);
+    return EXIT_USAGE;
+  }
+  const char *cmd = argv[1];
+  if (strcmp(cmd, "fetch") == 0) return cmd_fetch(argc - 1, argv + 1);
+  if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0 ||
+      strcmp(cmd, "help") == 0) {
+    print_main_help(stdout);
+    return EXIT_OK;
+  }
+  if (strcmp(cmd, "-V") == 0 || strcmp(cmd, "--version") == 0) {
+    printf("wpool %s\n", WPOOL_VERSION);
+    return EXIT_OK;
+  }
+  fprintf(stderr, "%s: unknown command '%s'\n", prog, cmd);
+  print_main_help(stderr);
+  return EXIT_USAGE;
+}

@@ -1,0 +1,521 @@
+/* The fetch engine: see fetch.h.
+ *
+ * Design. Each loop is a pool driver worker with its own curl multi handle,
+ * epoll set and eventfd (the pool's wake callback writes it). The multi runs
+ * in socket mode (curl_multi_socket_action): curl tells us which sockets to
+ * watch (sock_cb) and when to call it back (timer_cb); epoll_wait sleeps
+ * until a socket is ready, curl's timer, the first retry due in the pool's
+ * timer queue, or a wake (a job arrived, shutdown, cancel). So a loop costs
+ * nothing while idle and scales to thousands of transfers.
+ *
+ * Slots: loop i runs at most slots[i] transfers (the concurrency limit split
+ * over the loops). Each slot keeps its easy handle once created, so handles
+ * (and, through the multi's connection cache, connections) are reused.
+ *
+ * Cancellation: the pool cancels the root context and wakes every loop;
+ * a loop that sees its context ended removes every transfer at once and
+ * finishes each job as canceled: within one epoll wake, far under 100 ms.
+ *
+ * Every job leaves through wp_worker_finish(), exactly once: on completion,
+ * on a setup failure, on a bad input line, or on cancel.
+ */
+#define _GNU_SOURCE /* for the CLOCK_ and epoll bits under strict C11 */
+#include "fetch/fetch.h"
+
+#include "cli/parse.h" /* wp__http_reason */
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "wpool/error.h"
+#include "wpool/wpool.h"
+
+#define TAKE_MAX 64
+#define EVENTS_MAX 128
+
+typedef struct loop loop;
+
+typedef struct xfer {
+  CURL *easy;
+  wp_job *job; /* NULL while the slot is free */
+  wp__fetch_req *req;
+  uint64_t bytes;
+  bool too_big;
+  loop *lp;
+  struct xfer *next_free;
+  char errbuf[CURL_ERROR_SIZE];
+} xfer;
+
+struct loop {
+  wp__fetch *f;
+  wp_worker *w;
+  unsigned slots, inflight;
+  CURLM *multi;
+  int epfd, wakefd;
+  int64_t curl_due; /* when curl wants socket_action(TIMEOUT); INT64_MAX */
+  xfer *xfers;
+  xfer *free_list;
+};
+
+struct wp__fetch {
+  wp__fetch_config cfg;
+  wp_pool *pool;
+  struct curl_slist *headers;
+  char *user_agent;
+  unsigned nloops;
+  loop *loops;
+};
+
+/* ---- curl callbacks ---------------------------------------------------- */
+
+static size_t write_cb(char *ptr, size_t size, size_t nmemb, void *userdata) {
+  (void)ptr;
+  xfer *x = userdata;
+  size_t n = size * nmemb;
+  uint64_t max = x->lp->f->cfg.max_body;
+  x->bytes += n;
+  if (max && x->bytes > max) {
+    x->too_big = true;
+    return 0; /* abort: CURLE_WRITE_ERROR */
+  }
+  return n;
+}
+
+static int sock_cb(CURL *easy, curl_socket_t s, int what, void *userp,
+                   void *socketp) {
+  (void)easy;
+  loop *lp = userp;
+  struct epoll_event ev;
+  memset(&ev, 0, sizeof ev);
+  ev.data.fd = s;
+  if (what == CURL_POLL_REMOVE) {
+    if (socketp) epoll_ctl(lp->epfd, EPOLL_CTL_DEL, s, NULL);
+    curl_multi_assign(lp->multi, s, NULL);
+    return 0;
+  }
+  ev.events = (what & CURL_POLL_IN ? EPOLLIN : 0u) |
+              (what & CURL_POLL_OUT ? EPOLLOUT : 0u);
+  if (socketp) {
+    epoll_ctl(lp->epfd, EPOLL_CTL_MOD, s, &ev);
+  } else if (epoll_ctl(lp->epfd, EPOLL_CTL_ADD, s, &ev) == 0 ||
+             (errno == EEXIST &&
+              epoll_ctl(lp->epfd, EPOLL_CTL_MOD, s, &ev) == 0)) {
+    curl_multi_assign(lp->multi, s, lp); /* any non-NULL: "added" */
+  }
+  return 0;
+}
+
+static int timer_cb(CURLM *multi, long timeout_ms, void *userp) {
+  (void)multi;
+  loop *lp = userp;
+  lp->curl_due =
+      timeout_ms < 0 ? INT64_MAX : wp_now_ns() + (int64_t)timeout_ms * 1000000;
+  return 0;
+}
+
+static void wake_cb(void *arg) {
+  loop *lp = arg;
+  uint64_t one = 1;
+  ssize_t n;
+  do {
+    n = write(lp->wakefd, &one, sizeof one);
+  } while (n < 0 && errno == EINTR);
+}
+
+/* ---- transfers ----------------------------------------------------------- */
+
+static int easy_setup(loop *lp, CURL *e, xfer *x) {
+  const wp__fetch_config *c = &lp->f->cfg;
+  CURLcode rc = CURLE_OK;
+#define SET(opt, val)                                       \
+  do {                                                      \
+    if (rc == CURLE_OK) rc = curl_easy_setopt(e, opt, val); \
+  } while (0)
+  SET(CURLOPT_NOSIGNAL, 1L);
+  SET(CURLOPT_PROTOCOLS_STR, "http,https");
+  SET(CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
+  SET(CURLOPT_FOLLOWLOCATION, c->max_redirects > 0 ? 1L : 0L);
+  SET(CURLOPT_MAXREDIRS, c->max_redirects);
+  SET(CURLOPT_TIMEOUT_MS, (long)(c->timeout_ns / 1000000));
+  SET(CURLOPT_CONNECTTIMEOUT_MS, (long)(c->connect_timeout_ns / 1000000));
+  if (c->head) SET(CURLOPT_NOBODY, 1L);
+  SET(CURLOPT_WRITEFUNCTION, write_cb);
+  SET(CURLOPT_WRITEDATA, x);
+  if (lp->f->headers) SET(CURLOPT_HTTPHEADER, lp->f->headers);
+  SET(CURLOPT_USERAGENT, lp->f->user_agent);
+  if (c->max_body) SET(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)c->max_body);
+  SET(CURLOPT_ERRORBUFFER, x->errbuf);
+  SET(CURLOPT_PRIVATE, x);
+#undef SET
+  return rc == CURLE_OK ? 0 : -1;
+}
+
+static void fail_job(loop *lp, wp_job *job, int err, const char *msg) {
+  wp__fetch_req *req = wp_job_arg(job);
+  snprintf(req->error, sizeof req->error, "%s", msg);
+  wp_worker_finish(lp->w, job, err);
+}
+
+static void start(loop *lp, wp_job *job) {
+  wp__fetch_req *req = wp_job_arg(job);
+  req->status = -1;
+  req->bytes = 0;
+  req->error[0] = '\0';
+  if (req->bad) {
+    fail_job(lp, job, WP__FETCH_EBADLINE, req->bad);
+    return;
+  }
+  xfer *x = lp->free_list;
+  if (!x->easy) {
+    x->easy = curl_easy_init();
+    if (!x->easy || easy_setup(lp, x->easy, x) != 0) {
+      curl_easy_cleanup(x->easy);
+      x->easy = NULL;
+      fail_job(lp, job, WP__FETCH_ESETUP, "could not set up a transfer");
+      return;
+    }
+  }
+  x->job = job;
+  x->req = req;
+  x->bytes = 0;
+  x->too_big = false;
+  x->errbuf[0] = '\0';
+  if (curl_easy_setopt(x->easy, CURLOPT_URL, req->url) != CURLE_OK ||
+      curl_multi_add_handle(lp->multi, x->easy) != CURLM_OK) {
+    x->job = NULL;
+    fail_job(lp, job, WP__FETCH_ESETUP, "could not start the transfer");
+    return;
+  }
+  lp->free_list = x->next_free;
+  lp->inflight++;
+}
+
+static void release_slot(loop *lp, xfer *x) {
+  x->job = NULL;
+  x->req = NULL;
+  x->next_free = lp->free_list;
+  lp->free_list = x;
+  lp->inflight--;
+}
+
+static void complete(loop *lp, xfer *x, CURLcode code) {
+  wp_job *job = x->job;
+  wp__fetch_req *req = x->req;
+  curl_multi_remove_handle(lp->multi, x->easy);
+  long status = 0;
+  curl_easy_getinfo(x->easy, CURLINFO_RESPONSE_CODE, &status);
+  req->status = status > 0 ? (int)status : -1;
+  req->bytes = x->bytes;
+  int err = 0;
+  if (x->too_big || code == CURLE_FILESIZE_EXCEEDED) {
+    snprintf(req->error, sizeof req->error,
+             "body exceeds --max-body (%" PRIu64 " bytes)",
+             lp->f->cfg.max_body);
+    err = WP__FETCH_EBODY;
+  } else if (code != CURLE_OK) {
+    snprintf(req->error, sizeof req->error, "%s",
+             x->errbuf[0] ? x->errbuf : curl_easy_strerror(code));
+    err = WP__FETCH_ECURL + (int)code;
+  } else if (status >= 400) {
+    snprintf(req->error, sizeof req->error, "HTTP %ld %s", status,
+             wp__http_reason((int)status));
+    err = WP__FETCH_EHTTP + (int)status;
+  }
+  if (err != 0 && (status == 429 || status == 503)) {
+    curl_off_t ra = -1;
+    if (curl_easy_getinfo(x->easy, CURLINFO_RETRY_AFTER, &ra) == CURLE_OK &&
+        ra > 0)
+      wp_job_set_retry_after(job, (int64_t)ra * 1000000000LL);
+  }
+  release_slot(lp, x);
+  wp_worker_finish(lp->w, job, err);
+}
+
+static void drain_done(loop *lp) {
+  CURLMsg *m;
+  int left;
+  while ((m = curl_multi_info_read(lp->multi, &left)) != NULL) {
+    if (m->msg != CURLMSG_DONE) continue;
+    xfer *x = NULL;
+    curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&x);
+    CURLcode code = m->data.result;
+    if (x && x->job) complete(lp, x, code);
+  }
+}
+
+/* The context ended (ShutdownNow): end every transfer now. */
+static void cancel_all(loop *lp) {
+  for (unsigned i = 0; i < lp->slots; i++) {
+    xfer *x = &lp->xfers[i];
+    if (!x->job) continue;
+    wp_job *job = x->job;
+    wp__fetch_req *req = x->req;
+    curl_multi_remove_handle(lp->multi, x->easy);
+    req->bytes = x->bytes;
+    snprintf(req->error, sizeof req->error, "canceled");
+    release_slot(lp, x);
+    wp_worker_finish(lp->w, job, WP_ECANCELED);
+  }
+}
+
+/* ---- the loop -------------------------------------------------------------
+ */
+
+static int loop_init(void *userdata, unsigned index, void **state) {
+  wp__fetch *f = userdata;
+  loop *lp = &f->loops[index];
+  lp->f = f;
+  lp->curl_due = INT64_MAX;
+  lp->epfd = epoll_create1(EPOLL_CLOEXEC);
+  lp->wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  lp->xfers = calloc(lp->slots, sizeof *lp->xfers);
+  lp->multi = curl_multi_init();
+  if (lp->epfd < 0 || lp->wakefd < 0 || !lp->xfers || !lp->multi) goto fail;
+  struct epoll_event ev = {.events = EPOLLIN, .data.fd = lp->wakefd};
+  if (epoll_ctl(lp->epfd, EPOLL_CTL_ADD, lp->wakefd, &ev) != 0) goto fail;
+  for (unsigned i = lp->slots; i-- > 0;) {
+    lp->xfers[i].lp = lp;
+    lp->xfers[i].next_free = lp->free_list;
+    lp->free_list = &lp->xfers[i];
+  }
+  curl_multi_setopt(lp->multi, CURLMOPT_SOCKETFUNCTION, sock_cb);
+  curl_multi_setopt(lp->multi, CURLMOPT_SOCKETDATA, lp);
+  curl_multi_setopt(lp->multi, CURLMOPT_TIMERFUNCTION, timer_cb);
+  curl_multi_setopt(lp->multi, CURLMOPT_TIMERDATA, lp);
+  /* Keep an idle connection per slot for reuse (keep-alive). */
+  curl_multi_setopt(lp->multi, CURLMOPT_MAXCONNECTS, (long)lp->slots);
+  *state = lp;
+  return 0;
+fail:
+  if (lp->multi) curl_multi_cleanup(lp->multi);
+  free(lp->xfers);
+  if (lp->wakefd >= 0) close(lp->wakefd);
+  if (lp->epfd >= 0) close(lp->epfd);
+  lp->multi = NULL;
+  lp->xfers = NULL;
+  lp->wakefd = lp->epfd = -1;
+  return WP_ESYSTEM;
+}
+
+static void loop_cleanup(void *userdata, unsigned index, void *state) {
+  (void)userdata;
+  (void)index;
+  loop *lp = state;
+  for (unsigned i = 0; i < lp->slots; i++)
+    if (lp->xfers[i].easy) curl_easy_cleanup(lp->xfers[i].easy);
+  curl_multi_cleanup(lp->multi);
+  free(lp->xfers);
+  close(lp->wakefd);
+  close(lp->epfd);
+}
+
+static int timeout_ms_until(int64_t when) {
+  if (when == INT64_MAX) return -1;
+  int64_t d = when - wp_now_ns();
+  if (d <= 0) return 0;
+  int64_t ms = (d + 999999) / 1000000;
+  return ms > 60000 ? 60000 : (int)ms;
+}
+
+static void loop_run(wp_worker *w, void *state, void *userdata) {
+  (void)userdata;
+  loop *lp = state;
+  lp->w = w;
+  wp_worker_set_wake(w, wake_cb, lp);
+  wp_ctx *ctx = wp_worker_ctx(w);
+  bool closed = false;
+  wp_job *jobs[TAKE_MAX];
+  struct epoll_event evs[EVENTS_MAX];
+  for (;;) {
+    if (wp_ctx_err(ctx) != 0 && lp->inflight > 0) cancel_all(lp);
+    if (!closed && lp->inflight < lp->slots) {
+      unsigned room = lp->slots - lp->inflight;
+      int n = wp_worker_take(w, jobs, room < TAKE_MAX ? room : TAKE_MAX, 0);
+      if (n == WP_ECLOSED) {
+        closed = true;
+      } else {
+        for (int i = 0; i < n; i++) start(lp, jobs[i]);
+        if (n > 0) {
+          /* Kick the new transfers off at once (curl asked for a timeout of
+           * 0 when they were added); and look for more. */
+          int running;
+          curl_multi_socket_action(lp->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+          drain_done(lp);
+          continue;
+        }
+      }
+    }
+    if (closed && lp->inflight == 0) break;
+
+    int64_t until = lp->curl_due;
+    if (!closed && lp->inflight < lp->slots) {
+      int64_t due;
+      if (wp_worker_arm(w, &due) == 1) continue; /* jobs (or closed) now */
+      if (due < until) until = due;
+    }
+    int n = epoll_wait(lp->epfd, evs, EVENTS_MAX, timeout_ms_until(until));
+    int running;
+    for (int i = 0; i < n; i++) {
+      int fd = evs[i].data.fd;
+      if (fd == lp->wakefd) {
+        uint64_t v;
+        ssize_t r = read(lp->wakefd, &v, sizeof v);
+        (void)r;
+        continue;
+      }
+      int flags = 0;
+      if (evs[i].events & EPOLLIN) flags |= CURL_CSELECT_IN;
+      if (evs[i].events & EPOLLOUT) flags |= CURL_CSELECT_OUT;
+      if (evs[i].events & (EPOLLERR | EPOLLHUP)) flags |= CURL_CSELECT_ERR;
+      curl_multi_socket_action(lp->multi, fd, flags, &running);
+    }
+    if (lp->curl_due != INT64_MAX && wp_now_ns() >= lp->curl_due) {
+      lp->curl_due = INT64_MAX;
+      curl_multi_socket_action(lp->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    }
+    drain_done(lp);
+  }
+  wp_worker_set_wake(w, NULL, NULL);
+}
+
+/* ---- the engine ------------------------------------------------------------
+ */
+
+static void result_tramp(const wp_result *res, void *userdata) {
+  wp__fetch *f = userdata;
+  f->cfg.on_result(res, f->cfg.userdata);
+}
+
+static int retryable_tramp(int err, void *userdata) {
+  wp__fetch *f = userdata;
+  if (f->cfg.retry.retryable)
+    return f->cfg.retry.retryable(err, f->cfg.userdata);
+  return wp__fetch_retryable(err, NULL);
+}
+
+int wp__fetch_retryable(int err, void *userdata) {
+  (void)userdata;
+  if (err >= WP__FETCH_EHTTP && err < WP__FETCH_ECURL) {
+    switch (err - WP__FETCH_EHTTP) {
+      case 408:
+      case 425:
+      case 429:
+      case 500:
+      case 502:
+      case 503:
+      case 504:
+        return 1;
+      default:
+        return 0;
+    }
+  }
+  if (err >= WP__FETCH_ECURL && err < WP__FETCH_EBODY) {
+    switch ((CURLcode)(err - WP__FETCH_ECURL)) {
+      case CURLE_COULDNT_CONNECT:      /* refused */
+      case CURLE_COULDNT_RESOLVE_HOST: /* may be temporary */
+      case CURLE_OPERATION_TIMEDOUT:
+      case CURLE_RECV_ERROR: /* reset */
+      case CURLE_SEND_ERROR:
+      case CURLE_GOT_NOTHING:
+      case CURLE_PARTIAL_FILE:
+      case CURLE_HTTP2:
+      case CURLE_HTTP2_STREAM:
+        return 1;
+      default:
+        return 0;
+    }
+  }
+  return 0;
+}
+
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+static CURLcode curl_init_rc;
+static void curl_init(void) {
+  curl_init_rc = curl_global_init(CURL_GLOBAL_ALL);
+}
+
+int wp__fetch_create(const wp__fetch_config *cfg, wp__fetch **out, char *errbuf,
+                     size_t errlen) {
+  *out = NULL;
+  if (!cfg || cfg->concurrency < 1 || cfg->concurrency > 10000 ||
+      !cfg->on_result) {
+    snprintf(errbuf, errlen, "invalid engine configuration");
+    return WP_EINVAL;
+  }
+  /* curl_global_init is not thread-safe before 7.84; once per process. */
+  pthread_once(&curl_once, curl_init);
+  if (curl_init_rc != CURLE_OK) {
+    snprintf(errbuf, errlen, "libcurl: %s", curl_easy_strerror(curl_init_rc));
+    return WP_ESYSTEM;
+  }
+  wp__fetch *f = calloc(1, sizeof *f);
+  if (!f) return WP_ENOMEM;
+  f->cfg = *cfg;
+  unsigned loops = cfg->loops;
+  if (loops == 0) {
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    loops = n > 0 ? (unsigned)n : 1;
+  }
+  if (loops > cfg->concurrency) loops = cfg->concurrency;
+  if (loops > 64) loops = 64;
+  f->nloops = loops;
+  f->loops = calloc(loops, sizeof *f->loops);
+  char ua[64];
+  snprintf(ua, sizeof ua, "wpool/%s", WPOOL_VERSION);
+  f->user_agent = strdup(cfg->user_agent ? cfg->user_agent : ua);
+  int rc = WP_ENOMEM;
+  if (!f->loops || !f->user_agent) goto fail;
+  for (size_t i = 0; i < cfg->nheaders; i++) {
+    struct curl_slist *n = curl_slist_append(f->headers, cfg->headers[i]);
+    if (!n) goto fail;
+    f->headers = n;
+  }
+  for (unsigned i = 0; i < loops; i++)
+    f->loops[i].slots =
+        cfg->concurrency / loops + (i < cfg->concurrency % loops ? 1 : 0);
+
+  wp_pool_config pc;
+  memset(&pc, 0, sizeof pc);
+  pc.workers = loops;
+  pc.max_outstanding = (size_t)cfg->concurrency + cfg->queue;
+  pc.driver = loop_run;
+  pc.worker_init = loop_init;
+  pc.worker_cleanup = loop_cleanup;
+  pc.on_result = result_tramp;
+  pc.userdata = f;
+  pc.retry = cfg->retry;
+  pc.retry.retryable = retryable_tramp;
+  rc = wp_pool_create(&pc, &f->pool);
+  if (rc != 0) {
+    snprintf(errbuf, errlen, "cannot start the engine: %s", wp_strerror(rc));
+    goto fail;
+  }
+  *out = f;
+  return 0;
+fail:
+  if (rc == WP_ENOMEM) snprintf(errbuf, errlen, "out of memory");
+  curl_slist_free_all(f->headers);
+  free(f->user_agent);
+  free(f->loops);
+  free(f);
+  return rc;
+}
+
+wp_pool *wp__fetch_pool(wp__fetch *f) { return f->pool; }
+
+void wp__fetch_destroy(wp__fetch *f) {
+  if (!f) return;
+  wp_pool_destroy(f->pool);
+  curl_slist_free_all(f->headers);
+  free(f->user_agent);
+  free(f->loops);
+  free(f);
+}
