@@ -2,7 +2,8 @@
 # commands. The real build is CMake (CMakeLists.txt).
 #
 #   make            build (plain, RelWithDebInfo) into build/plain
-#   make run        install what is missing, build, run the main demo
+#   make run        install what is missing, build, and run the main job on
+#                   the demo: the test server on loopback, a few thousand URLs
 #   make test       install what is missing, build plain + ASan/UBSan + TSan,
 #                   run every test in each, valgrind the example
 #   make install    install into PREFIX (default /usr/local)
@@ -30,7 +31,7 @@ build:
 	@$(CMAKE) --build $(BUILD)/plain -j $(JOBS)
 
 run: deps build
-	./$(BUILD)/plain/pipeline
+	@sh scripts/demo.sh
 
 test: deps
 	@sh scripts/test.sh
