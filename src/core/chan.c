@@ -17,6 +17,8 @@
  */
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,7 +40,11 @@ struct wp_chan {
   size_t head, len; /* guarded by mu */
   unsigned recv_waiters, send_waiters;
   bool closed;
-  int fd_read, fd_write; /* -1 until wp_chan_fd */
+  /* Mirrors for spinners, stored under mu (plain stores, no RMW). */
+  atomic_size_t len_m;
+  atomic_bool closed_m;
+  atomic_uint spin_send, spin_recv; /* at most one spinner each way */
+  int fd_read, fd_write;            /* -1 until wp_chan_fd */
   bool fd_ready;
   unsigned char *buf;
 };
@@ -52,7 +58,7 @@ int wp_chan_create(size_t item_size, size_t capacity, wp_chan **out) {
   if (!c) return WP_ENOMEM;
   c->buf = malloc(item_size * capacity);
   if (!c->buf) goto nomem;
-  if (pthread_mutex_init(&c->mu, NULL) != 0) goto fail_mu;
+  if (wp__mutex_init_adaptive(&c->mu) != 0) goto fail_mu;
   if (pthread_cond_init(&c->not_empty, NULL) != 0) goto fail_ne;
   if (pthread_cond_init(&c->not_full, NULL) != 0) goto fail_nf;
   c->item_size = item_size;
@@ -109,6 +115,7 @@ static void push(wp_chan *c, const void *item) {
   if (tail >= c->cap) tail -= c->cap;
   memcpy(c->buf + tail * c->item_size, item, c->item_size);
   c->len++;
+  atomic_store_explicit(&c->len_m, c->len, memory_order_relaxed);
   if (c->recv_waiters) pthread_cond_signal(&c->not_empty);
   fd_update(c);
 }
@@ -117,6 +124,7 @@ static void pop(wp_chan *c, void *item) {
   memcpy(item, c->buf + c->head * c->item_size, c->item_size);
   if (++c->head == c->cap) c->head = 0;
   c->len--;
+  atomic_store_explicit(&c->len_m, c->len, memory_order_relaxed);
   if (c->send_waiters) pthread_cond_signal(&c->not_full);
   fd_update(c);
 }
@@ -129,12 +137,39 @@ static void wake_all(void *arg) {
   pthread_mutex_unlock(&c->mu);
 }
 
+/* Called with mu held, returns with it held. If nobody spins this way
+ * already, releases mu and looks for up to WP__SPIN_NS for what the caller
+ * waits for (space to send, an item to receive) before it sleeps. Returns
+ * true if it spun (the caller rechecks under mu). */
+static bool spin(wp_chan *c, bool sending, wp_ctx *ctx) {
+  atomic_uint *spinners = sending ? &c->spin_send : &c->spin_recv;
+  unsigned zero = 0;
+  if (!atomic_compare_exchange_strong(spinners, &zero, 1)) return false;
+  pthread_mutex_unlock(&c->mu);
+  int64_t until = wp_now_ns() + WP__SPIN_NS;
+  for (unsigned i = 1;; i++) {
+    size_t len = atomic_load_explicit(&c->len_m, memory_order_relaxed);
+    if ((sending ? len < c->cap : len > 0) ||
+        atomic_load_explicit(&c->closed_m, memory_order_relaxed) ||
+        (ctx && wp_ctx_err(ctx)))
+      break;
+    wp__cpu_relax();
+    if ((i & 63) == 0) {
+      if (wp_now_ns() > until) break;
+      sched_yield(); /* on a busy core, let the other side run */
+    }
+  }
+  pthread_mutex_lock(&c->mu);
+  atomic_store(spinners, 0);
+  return true;
+}
+
 /* One blocking operation; send if item_in, receive into item_out. */
 static int chan_op(wp_chan *c, const void *item_in, void *item_out,
                    wp_ctx *ctx) {
   if (!c || (!item_in && !item_out)) return WP_EINVAL;
   bool cancelable = ctx && ctx != wp_ctx_background();
-  bool hooked = false;
+  bool hooked = false, spun = false;
   wp_ctx_hook hook;
   int rc;
   pthread_mutex_lock(&c->mu);
@@ -170,6 +205,10 @@ static int chan_op(wp_chan *c, const void *item_in, void *item_out,
         pthread_mutex_lock(&c->mu);
         continue; /* recheck: things may have changed meanwhile */
       }
+    }
+    if (!spun) {
+      spun = true;
+      if (spin(c, item_in != NULL, cancelable ? ctx : NULL)) continue;
     }
     if (item_in) {
       c->send_waiters++;
@@ -232,6 +271,7 @@ int wp_chan_close(wp_chan *c) {
     rc = WP_ECLOSED;
   } else {
     c->closed = true;
+    atomic_store(&c->closed_m, true);
     pthread_cond_broadcast(&c->not_empty);
     pthread_cond_broadcast(&c->not_full);
     fd_update(c);
@@ -276,6 +316,35 @@ int wp_chan_fd(wp_chan *c, int *fd) {
     }
   }
   if (rc == 0) *fd = c->fd_read;
+  pthread_mutex_unlock(&c->mu);
+  return rc;
+}
+
+int wp__chan_send_all(wp_chan *c, const void *items, size_t n) {
+  const unsigned char *it = items;
+  int rc = 0;
+  bool spun = false;
+  pthread_mutex_lock(&c->mu);
+  while (n > 0) {
+    if (c->closed) {
+      rc = WP_ECLOSED;
+      break;
+    }
+    if (c->len < c->cap) {
+      push(c, it);
+      it += c->item_size;
+      n--;
+      continue;
+    }
+    if (!spun) {
+      spun = true;
+      if (spin(c, true, NULL)) continue;
+    }
+    c->send_waiters++;
+    pthread_cond_wait(&c->not_full, &c->mu);
+    c->send_waiters--;
+    spun = false;
+  }
   pthread_mutex_unlock(&c->mu);
   return rc;
 }

@@ -15,4 +15,28 @@ int wp__cond_wait_until(pthread_cond_t *cv, pthread_mutex_t *mu,
                         int64_t deadline_ns);
 void wp__ns_to_timespec(int64_t ns, struct timespec *ts);
 
+/* Spin-then-sleep: how long a waiter looks before it sleeps, when no other
+ * waiter spins already. A short task hands over work in far less than a
+ * futex round trip, so a short look saves a sleep and a wake per item. */
+#define WP__SPIN_NS 30000
+
+static inline void wp__cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  __asm__ volatile("yield" ::: "memory");
+#endif
+}
+
+struct wp_chan;
+/* Sends n items (each the channel's item size, contiguous) in order, waiting
+ * for room as wp_chan_send(c, item, NULL) would, with one lock round while
+ * room lasts. Returns 0 or WP_ECLOSED (the rest were not sent). */
+int wp__chan_send_all(struct wp_chan *c, const void *items, size_t n);
+
+/* A mutex for hot, briefly held locks: glibc's adaptive kind spins a little
+ * on contention before it sleeps (a plain mutex sleeps at once, and then
+ * every contended handover costs two system calls). */
+int wp__mutex_init_adaptive(pthread_mutex_t *mu);
+
 #endif

@@ -56,6 +56,7 @@
 #define MAX_WORKERS 10000
 #define RELEASE_BATCH 64
 #define TASK_BATCH 16
+#define RESULT_BATCH 32 /* > TASK_BATCH: a task batch never flushes mid-way */
 /* A task worker batches only while its tasks are this short, so a job that
  * waits behind a batch-mate waits at most TASK_BATCH * SHORT_TASK_NS. */
 #define SHORT_TASK_NS 20000
@@ -107,6 +108,8 @@ struct wp_worker {
   unsigned ndone;
   unsigned done_by[3];
   bool short_tasks; /* task workers: its last batch averaged < SHORT_TASK_NS */
+  wp_result results[RESULT_BATCH]; /* for the results channel */
+  unsigned nresults;
   wp_rng rng;
 };
 
@@ -302,20 +305,39 @@ static unsigned char outcome_of(int err) {
   return err == WP_ECANCELED ? OUT_CANCELED : OUT_FAILED;
 }
 
-/* Delivers j's result; no lock held. */
-static void deliver(wp_pool *p, wp_job *j) {
-  wp_result r;
-  r.id = j->id;
-  r.arg = j->arg;
-  r.value = j->value;
-  r.err = j->err;
-  r.attempts = j->attempts;
-  r.elapsed_ns = j->started_ns ? wp_now_ns() - j->started_ns : 0;
+static void make_result(wp_job *j, wp_result *r) {
+  r->id = j->id;
+  r->arg = j->arg;
+  r->value = j->value;
+  r->err = j->err;
+  r->attempts = j->attempts;
+  r->elapsed_ns = j->started_ns ? wp_now_ns() - j->started_ns : 0;
   j->outcome = outcome_of(j->err);
-  if (p->cfg.on_result)
+}
+
+/* Sends the worker's buffered results into the results channel, with one
+ * lock round for the lot. No pool lock held. */
+static void flush_results(wp_pool *p, wp_worker *w) {
+  if (w && w->nresults) {
+    (void)wp__chan_send_all(p->cfg.results, w->results, w->nresults);
+    w->nresults = 0;
+  }
+}
+
+/* Delivers j's result; no lock held. With a results channel, a worker
+ * buffers up to RESULT_BATCH results and sends them before it next takes
+ * jobs (or sleeps, or exits), so its slots are released only after. */
+static void deliver(wp_pool *p, wp_worker *w, wp_job *j) {
+  wp_result r;
+  make_result(j, &r);
+  if (p->cfg.on_result) {
     p->cfg.on_result(&r, p->cfg.userdata);
-  else
+  } else if (!w) {
     (void)wp_chan_send(p->cfg.results, &r, NULL);
+  } else {
+    w->results[w->nresults++] = r;
+    if (w->nresults == RESULT_BATCH) flush_results(p, w);
+  }
 }
 
 /* ---- the worker side ---------------------------------------------------- */
@@ -384,6 +406,7 @@ int wp_worker_take(wp_worker *w, wp_job **jobs, size_t max, int flags) {
   if (!jobs || max == 0) return WP_EINVAL;
   int rc;
   bool spun = false, was_keeper = false;
+  flush_results(p, w);
   pthread_mutex_lock(&p->mu);
   if (p->cfg.task) p->short_mode = w->short_tasks;
   release_done_locked(p, w);
@@ -457,6 +480,7 @@ int wp_worker_take(wp_worker *w, wp_job **jobs, size_t max, int flags) {
 int wp_worker_arm(wp_worker *w, int64_t *next_due) {
   wp_pool *p = w->pool;
   int rc;
+  flush_results(p, w);
   pthread_mutex_lock(&p->mu);
   release_done_locked(p, w);
   move_due_locked(p);
@@ -514,12 +538,13 @@ void wp_worker_finish(wp_worker *w, wp_job *j, int err) {
     }
     pthread_mutex_unlock(&p->mu);
   }
-  deliver(p, j);
+  deliver(p, w, j);
   j->next = w->done;
   w->done = j;
   w->ndone++;
   w->done_by[j->outcome]++;
   if (w->ndone >= RELEASE_BATCH) {
+    flush_results(p, w);
     pthread_mutex_lock(&p->mu);
     release_done_locked(p, w);
     pthread_mutex_unlock(&p->mu);
@@ -579,6 +604,7 @@ static void *worker_main(void *arg) {
   if (rc == 0 && p->cfg.worker_cleanup)
     p->cfg.worker_cleanup(p->cfg.userdata, w->index, w->state);
 
+  flush_results(p, w);
   pthread_mutex_lock(&p->mu);
   release_done_locked(p, w);
   w->wake = NULL;
@@ -639,7 +665,7 @@ int wp_pool_create(const wp_pool_config *cfg, wp_pool **out) {
     return WP_ENOMEM;
   }
   int rc = WP_ESYSTEM;
-  if (pthread_mutex_init(&p->mu, NULL) != 0) goto fail_mu;
+  if (wp__mutex_init_adaptive(&p->mu) != 0) goto fail_mu;
   if (wp__cond_init_monotonic(&p->work_cv) != 0) goto fail_work;
   if (pthread_cond_init(&p->space_cv, NULL) != 0) goto fail_space;
   if (pthread_cond_init(&p->state_cv, NULL) != 0) goto fail_state;
@@ -889,7 +915,7 @@ int wp_pool_shutdown_now(wp_pool *p, wp_ctx *ctx) {
     /* Queued and waiting jobs end here, canceled, never run again. */
     for (wp_job *j = victims; j; j = j->next) {
       j->err = WP_ECANCELED;
-      deliver(p, j);
+      deliver(p, NULL, j);
     }
     pthread_mutex_lock(&p->mu);
     while (victims) {

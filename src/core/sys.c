@@ -1,0 +1,22 @@
+/* The one place the core asks for more than POSIX: glibc's adaptive mutex,
+ * where available (it falls back to a plain mutex elsewhere). */
+#if defined(__linux__) && !defined(_GNU_SOURCE)
+#define _GNU_SOURCE
+#endif
+#include <pthread.h>
+
+#include "core/internal.h"
+#include "wpool/error.h"
+
+int wp__mutex_init_adaptive(pthread_mutex_t *mu) {
+#ifdef PTHREAD_ADAPTIVE_MUTEX_INITIALIZER_NP
+  pthread_mutexattr_t a;
+  if (pthread_mutexattr_init(&a) != 0) return WP_ESYSTEM;
+  pthread_mutexattr_settype(&a, PTHREAD_MUTEX_ADAPTIVE_NP);
+  int rc = pthread_mutex_init(mu, &a);
+  pthread_mutexattr_destroy(&a);
+  return rc == 0 ? 0 : WP_ESYSTEM;
+#else
+  return pthread_mutex_init(mu, NULL) == 0 ? 0 : WP_ESYSTEM;
+#endif
+}
