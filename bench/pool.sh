@@ -10,7 +10,9 @@
 #   NJOBS=n       jobs per run (default 1000000; QUICK: 200000)
 #   WORKERS="..." worker counts (default "1 2 4 8 16 64 256")
 #   MODES="..."   wpool result modes, one table each (default "chan callback")
-#   GO_BUF=n      the Go peer's -buf (default: its own, 2*workers; 0 = NJOBS)
+#   QUEUE=n       the bound both peers get: wpool's max_outstanding (-q) and
+#                 the Go channels' buffer (-buf) (default 1024)
+#   GO_BUF=n      override the Go peer's -buf alone (0 = NJOBS, the post's)
 #   POOL_NOOP=path  a pool_noop binary to use instead of building build/plain
 #
 # Builds bench/pool_noop.c (build/plain, RelWithDebInfo, as `make build`) and
@@ -26,7 +28,7 @@ ROOT=$(pwd)
 
 # The command as given, for the report (only the variables that were set).
 cmd=""
-for v in QUICK REPS NJOBS WORKERS MODES GO_BUF POOL_NOOP; do
+for v in QUICK REPS NJOBS WORKERS MODES QUEUE GO_BUF POOL_NOOP; do
   eval "isset=\${$v+x}"
   if [ -n "$isset" ]; then
     val=
@@ -46,7 +48,8 @@ else
 fi
 WORKERS=${WORKERS:-"1 2 4 8 16 64 256"}
 MODES=${MODES:-"chan callback"}
-GO_BUF=${GO_BUF:-}
+QUEUE=${QUEUE:-1024}
+GO_BUF=${GO_BUF:-$QUEUE}
 TIMEOUT=${TIMEOUT:-300} # seconds per run: a hang is a failure, not a wait
 
 die() {
@@ -118,7 +121,7 @@ for mode in $MODES; do
   for w in $WORKERS; do
     r=1
     while [ "$r" -le "$REPS" ]; do
-      run "$mode wpool $w" "$WPOOL_BIN" -j "$NJOBS" -w "$w" -m "$mode"
+      run "$mode wpool $w" "$WPOOL_BIN" -j "$NJOBS" -w "$w" -q "$QUEUE" -m "$mode"
       # shellcheck disable=SC2046 # go_args is a list of words on purpose
       run "$mode go $w" "$GO_BIN" $(go_args "$w")
       r=$((r + 1))
@@ -197,7 +200,7 @@ END
 }
 
 case $GO_BUF in
-"") go_buf_desc="2*workers, the same bound" ;;
+"$QUEUE") go_buf_desc="$QUEUE, the same bound as wpool's -q" ;;
 0) go_buf_desc="$NJOBS = NJOBS, the post's setting" ;;
 *) go_buf_desc=$GO_BUF ;;
 esac
@@ -208,7 +211,7 @@ esac
   echo "$(date -u '+%Y-%m-%d %H:%M UTC'). Command: \`$cmd\`"
   echo
   echo "Each peer runs a task that does nothing; wpool submits $NJOBS jobs with"
-  echo "wp_pool_submit (max_outstanding default = 2*workers), the Go peer is the"
+  echo "wp_pool_submit (max_outstanding = $QUEUE), the Go peer is the"
   echo "post's pipeline (jobs and results channels buffered $go_buf_desc)."
   echo "Timed from the first submit until the last result is collected."
   echo "Peers alternate run by run: wpool, go, wpool, go, ..."
@@ -219,7 +222,7 @@ esac
   echo "Runs, per worker count W and rep:"
   echo
   for mode in $MODES; do
-    echo "    ${POOL_NOOP:-build/plain/pool_noop} -j $NJOBS -w W -m $mode"
+    echo "    ${POOL_NOOP:-build/plain/pool_noop} -j $NJOBS -w W -q $QUEUE -m $mode"
   done
   echo "    build/bench/go-noop $(go_args W)"
   echo

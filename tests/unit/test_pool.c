@@ -673,6 +673,56 @@ TEST(retry_policy_limits_attempts_and_predicate) {
   rec_free(&r);
 }
 
+/* ---- short-task mode must not strand a job behind a long task ---------- */
+
+static atomic_int mixed_block_id;
+
+static int mixed_task(wp_ctx *ctx, wp_job *j, void *ws) {
+  (void)ws;
+  if ((int)wp_job_id(j) == atomic_load(&mixed_block_id)) {
+    sem_post(&the_gate->started);
+    wp_ctx *both;
+    ASSERT_OK(wp_ctx_with_cancel(the_gate->open, &both));
+    wp_ctx_hook h;
+    if (wp_ctx_on_done(ctx, &h, (wp_ctx_done_cb)wp_ctx_cancel, both) == 0) {
+      wp_ctx_wait(both, INT64_MAX);
+      wp_ctx_hook_remove(&h);
+    }
+    wp_ctx_release(both);
+  }
+  return 0;
+}
+
+TEST(short_task_mode_does_not_strand_jobs) {
+  /* Thousands of no-op jobs put the workers in short-task mode (batches, no
+   * wake per submit). Then one job blocks, and jobs submitted after it must
+   * still run on the other, sleeping workers: the time keeper bounds the
+   * wait. If they were stranded behind the blocked job, this test would
+   * hang (and CTest's timeout fail it). */
+  const size_t n = 20000;
+  gate g;
+  gate_init(&g);
+  the_gate = &g;
+  atomic_store(&mixed_block_id, (int)n + 1);
+  rec r;
+  rec_init(&r, n + 10);
+  wp_pool *p = make_pool(4, 64, mixed_task, &r);
+  for (size_t i = 1; i <= n; i++) ASSERT_OK(wp_pool_submit(p, i, NULL, NULL));
+  sem_wait_n(&r.any, (unsigned)n);
+  ASSERT_OK(wp_pool_submit(p, n + 1, NULL, NULL)); /* blocks its worker */
+  sem_wait_n(&g.started, 1);
+  for (size_t i = n + 2; i <= n + 10; i++)
+    ASSERT_OK(wp_pool_submit(p, i, NULL, NULL));
+  sem_wait_n(&r.any, 9); /* all nine, while job n+1 still blocks */
+  ASSERT_EQ(atomic_load(&r.count[n + 1]), 0);
+  wp_ctx_cancel(g.open);
+  ASSERT_OK(wp_pool_shutdown(p, NULL));
+  rec_check_once(&r, n + 10);
+  wp_pool_destroy(p);
+  rec_free(&r);
+  gate_free(&g);
+}
+
 /* ---- guarantee 6: no global state ---------------------------------------- */
 
 TEST(two_pools_are_independent) {
