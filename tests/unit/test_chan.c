@@ -36,74 +36,7 @@ enum { WATCHDOG_S = 10, STRESS_WATCHDOG_S = 30 };
 
 /* ---- helpers ------------------------------------------------------------ */
 
-static void sem_wait_bounded(sem_t *s, int secs, const char *what) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  ts.tv_sec += secs;
-  while (sem_timedwait(s, &ts) != 0) {
-    int e = errno;
-    if (e == EINTR) continue;
-    if (e == ETIMEDOUT) WP_FAIL_("%s: not done within %d s", what, secs);
-    WP_FAIL_("sem_timedwait failed: errno %d", e);
-  }
-}
-
-/* A thread whose end can be awaited with a bound. */
-typedef struct thr {
-  pthread_t tid;
-  void (*fn)(void *);
-  void *arg;
-  sem_t done;
-} thr;
-
-static void *thr_main(void *p) {
-  thr *t = p;
-  t->fn(t->arg);
-  sem_post(&t->done);
-  return NULL;
-}
-
-static void thr_start(thr *t, void (*fn)(void *), void *arg) {
-  t->fn = fn;
-  t->arg = arg;
-  ASSERT_EQ(sem_init(&t->done, 0, 0), 0);
-  ASSERT_EQ(pthread_create(&t->tid, NULL, thr_main, t), 0);
-}
-
-static void thr_join(thr *t, int secs, const char *what) {
-  sem_wait_bounded(&t->done, secs, what);
-  ASSERT_EQ(pthread_join(t->tid, NULL), 0);
-  sem_destroy(&t->done);
-}
-
-static uint64_t rng_next(uint64_t *s) { /* splitmix64 */
-  uint64_t z = (*s += 0x9e3779b97f4a7c15u);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
-  return z ^ (z >> 31);
-}
-
-static uint32_t rng_below(uint64_t *s, uint32_t n) {
-  return (uint32_t)(rng_next(s) % n);
-}
-
-/* 1 if fd is readable now (poll with a zero timeout). */
-static int fd_readable(int fd) {
-  struct pollfd p = {.fd = fd, .events = POLLIN};
-  int r;
-  do r = poll(&p, 1, 0);
-  while (r < 0 && errno == EINTR);
-  ASSERT(r >= 0);
-  ASSERT(!(p.revents & POLLNVAL));
-  return r == 1 && (p.revents & POLLIN) != 0;
-}
-
-static int fd_is_open(int fd) { return fcntl(fd, F_GETFD) != -1 || errno != EBADF; }
-
-static int scaled(int n) {
-  int v = (int)(n * wp_test_scale());
-  return v > 0 ? v : 1;
-}
+#include "wp_test_util.h"
 
 /* Contexts the tables use. */
 enum ctxk { CX_NULL, CX_BG, CX_LIVE, CX_CANCELED, CX_EXPIRED };
@@ -111,9 +44,13 @@ enum ctxk { CX_NULL, CX_BG, CX_LIVE, CX_CANCELED, CX_EXPIRED };
 static wp_ctx *make_ctx(enum ctxk k) {
   wp_ctx *c = NULL;
   switch (k) {
-    case CX_NULL: return NULL;
-    case CX_BG: return wp_ctx_background();
-    case CX_LIVE: ASSERT_OK(wp_ctx_with_cancel(NULL, &c)); break;
+    case CX_NULL:
+      return NULL;
+    case CX_BG:
+      return wp_ctx_background();
+    case CX_LIVE:
+      ASSERT_OK(wp_ctx_with_cancel(NULL, &c));
+      break;
     case CX_CANCELED:
       ASSERT_OK(wp_ctx_with_cancel(NULL, &c));
       wp_ctx_cancel(c);
@@ -131,7 +68,8 @@ static void drop_ctx(wp_ctx *c) {
   if (c && c != wp_ctx_background()) wp_ctx_release(c);
 }
 
-/* ---- creation, destroy ---------------------------------------------------- */
+/* ---- creation, destroy ----------------------------------------------------
+ */
 
 TEST(chan_create_invalid_args) {
   static const struct {
@@ -141,11 +79,11 @@ TEST(chan_create_invalid_args) {
       {0, 1, WP_EINVAL},
       {1, 0, WP_EINVAL},
       {0, 0, WP_EINVAL},
-      {SIZE_MAX, 2, WP_EINVAL},                          /* product overflows */
-      {2, SIZE_MAX, WP_EINVAL},                          /* product overflows */
-      {SIZE_MAX / 2 + 1, 2, WP_EINVAL},                  /* exactly 2^64 */
+      {SIZE_MAX, 2, WP_EINVAL},         /* product overflows */
+      {2, SIZE_MAX, WP_EINVAL},         /* product overflows */
+      {SIZE_MAX / 2 + 1, 2, WP_EINVAL}, /* exactly 2^64 */
       {(size_t)1 << (sizeof(size_t) * 4), (size_t)1 << (sizeof(size_t) * 4),
-       WP_EINVAL},                                       /* exactly 2^64 */
+       WP_EINVAL}, /* exactly 2^64 */
       {1, 1, 0},
       {24, 64, 0},
       {4096, 3, 0},
@@ -267,7 +205,8 @@ TEST(chan_fifo_wraparound_table) {
   }
 }
 
-/* ---- Go's behaviours, as a table ------------------------------------------ */
+/* ---- Go's behaviours, as a table ------------------------------------------
+ */
 
 enum op { OP_TRY_SEND, OP_SEND, OP_TRY_RECV, OP_RECV, OP_CLOSE };
 
@@ -290,7 +229,8 @@ static const struct go_row {
     {"send with room wins over canceled ctx", 0, 0, OP_SEND, CX_CANCELED, 0, 1},
     {"send with room wins over expired ctx", 0, 0, OP_SEND, CX_EXPIRED, 0, 1},
     {"try-recv on empty", 0, 0, OP_TRY_RECV, CX_NULL, WP_EAGAIN, 0},
-    {"recv on empty, canceled ctx", 0, 0, OP_RECV, CX_CANCELED, WP_ECANCELED, 0},
+    {"recv on empty, canceled ctx", 0, 0, OP_RECV, CX_CANCELED, WP_ECANCELED,
+     0},
     {"recv on empty, expired ctx", 0, 0, OP_RECV, CX_EXPIRED, WP_ETIMEDOUT, 0},
     {"close empty", 0, 0, OP_CLOSE, CX_NULL, 0, 0},
     /* open, one item */
@@ -359,11 +299,21 @@ TEST(chan_go_semantics_table) {
 
     int item = 99, got = -1, rc = 0;
     switch (r->op) {
-      case OP_TRY_SEND: rc = wp_chan_try_send(c, &item); break;
-      case OP_SEND: rc = wp_chan_send(c, &item, ctx); break;
-      case OP_TRY_RECV: rc = wp_chan_try_recv(c, &got); break;
-      case OP_RECV: rc = wp_chan_recv(c, &got, ctx); break;
-      case OP_CLOSE: rc = wp_chan_close(c); break;
+      case OP_TRY_SEND:
+        rc = wp_chan_try_send(c, &item);
+        break;
+      case OP_SEND:
+        rc = wp_chan_send(c, &item, ctx);
+        break;
+      case OP_TRY_RECV:
+        rc = wp_chan_try_recv(c, &got);
+        break;
+      case OP_RECV:
+        rc = wp_chan_recv(c, &got, ctx);
+        break;
+      case OP_CLOSE:
+        rc = wp_chan_close(c);
+        break;
     }
     if (rc != r->rc)
       WP_FAIL_("row %zu \"%s\": rc %d (%s), want %d (%s)", i, r->what, rc,
@@ -382,7 +332,8 @@ TEST(chan_go_semantics_table) {
     int n = 0;
     for (int v = recvd ? 2 : 1; v <= r->fill; v++, n++) {
       ASSERT_OK(wp_chan_try_recv(c, &got));
-      if (got != v) WP_FAIL_("row %zu \"%s\": drained %d, want %d", i, r->what, got, v);
+      if (got != v)
+        WP_FAIL_("row %zu \"%s\": drained %d, want %d", i, r->what, got, v);
     }
     if (sent) {
       ASSERT_OK(wp_chan_try_recv(c, &got));
@@ -398,7 +349,8 @@ TEST(chan_go_semantics_table) {
   }
 }
 
-/* ---- blocking waits ------------------------------------------------------- */
+/* ---- blocking waits -------------------------------------------------------
+ */
 
 typedef struct waiter {
   wp_chan *c;
@@ -543,8 +495,12 @@ TEST(chan_close_wakes_all_receivers) {
      * context has several waiters at once. */
     wp_ctx *ctx = (round % 2) ? make_ctx(CX_LIVE) : NULL;
     for (int i = 0; i < N; i++) {
-      w[i] = (waiter){.c = c, .ctx = ctx, .bar = &bar, .ready = &ready,
-                      .value = -1, .rc = 1};
+      w[i] = (waiter){.c = c,
+                      .ctx = ctx,
+                      .bar = &bar,
+                      .ready = &ready,
+                      .value = -1,
+                      .rc = 1};
       thr_start(&t[i], recv_waiter, &w[i]);
     }
     pthread_barrier_wait(&bar);
@@ -583,8 +539,12 @@ TEST(chan_close_wakes_all_senders) {
     ASSERT_EQ(sem_init(&ready, 0, 0), 0);
     wp_ctx *ctx = (round % 2) ? make_ctx(CX_LIVE) : NULL;
     for (int i = 0; i < N; i++) {
-      w[i] = (waiter){.c = c, .ctx = ctx, .bar = &bar, .ready = &ready,
-                      .value = 100 + i, .rc = 1};
+      w[i] = (waiter){.c = c,
+                      .ctx = ctx,
+                      .bar = &bar,
+                      .ready = &ready,
+                      .value = 100 + i,
+                      .rc = 1};
       thr_start(&t[i], send_waiter, &w[i]);
     }
     pthread_barrier_wait(&bar);
@@ -615,7 +575,8 @@ TEST(chan_close_wakes_all_senders) {
 TEST(chan_wait_canceled_from_other_thread_table) {
   static const struct {
     int recv_side;
-    int depth; /* which context is canceled: 0 the waiter's, 1 its parent, 2 grandparent */
+    int depth; /* which context is canceled: 0 the waiter's, 1 its parent, 2
+                  grandparent */
   } rows[] = {{1, 0}, {1, 1}, {1, 2}, {0, 0}, {0, 1}, {0, 2}};
   int rounds = scaled(10);
   for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
@@ -698,8 +659,10 @@ TEST(chan_wait_timeout_table) {
     ASSERT_OK(wp_chan_create(sizeof(int), 1, &c));
     int one = 1, got = 0;
     if (!rows[i].recv_side) ASSERT_OK(wp_chan_try_send(c, &one));
-    struct timed_wait tw = {.c = c, .recv_side = rows[i].recv_side,
-                            .timeout = rows[i].timeout, .rc = 1};
+    struct timed_wait tw = {.c = c,
+                            .recv_side = rows[i].recv_side,
+                            .timeout = rows[i].timeout,
+                            .rc = 1};
     thr_start(&t, timed_wait_thread, &tw);
     thr_join(&t, WATCHDOG_S, "wait with a timeout context");
     ASSERT_EQ(tw.rc, WP_ETIMEDOUT);
@@ -763,7 +726,8 @@ TEST(chan_cancel_one_waiter_others_stay) {
   }
 }
 
-/* ---- MPMC stress ------------------------------------------------------------ */
+/* ---- MPMC stress ------------------------------------------------------------
+ */
 
 struct mpmc {
   wp_chan *c;
@@ -879,7 +843,8 @@ static void mpmc_run(int producers, int consumers, size_t cap, uint32_t per,
   ASSERT_EQ(atomic_load(&m.received), total);
   for (uint32_t i = 0; i < total; i++)
     if (atomic_load(&m.seen[i]) != 1)
-      WP_FAIL_("item %u received %u times", i, (unsigned)atomic_load(&m.seen[i]));
+      WP_FAIL_("item %u received %u times", i,
+               (unsigned)atomic_load(&m.seen[i]));
   ASSERT_EQ(atomic_load(&m.sum), (unsigned long long)total * (total - 1) / 2);
   ASSERT_EQ(wp_chan_len(m.c), 0);
   ASSERT_EQ(wp_ctx_err(m.live), 0);
@@ -898,7 +863,7 @@ TEST(chan_mpmc_stress_table) {
     size_t cap;
     int per;
   } rows[] = {
-      {1, 1, 1, 4000}, {4, 4, 8, 2500}, {2, 6, 3, 3000},
+      {1, 1, 1, 4000},  {4, 4, 8, 2500}, {2, 6, 3, 3000},
       {6, 2, 64, 1500}, {3, 3, 1, 2000},
   };
   uint64_t seed = wp_test_seed();
@@ -916,7 +881,8 @@ TEST(chan_mpmc_stress_with_timeouts) {
   mpmc_run(2, 2, 1, (uint32_t)scaled(1000), 1, rng_next(&seed));
 }
 
-/* ---- the readiness descriptor --------------------------------------------- */
+/* ---- the readiness descriptor ---------------------------------------------
+ */
 
 /* Readable exactly while a try-receive would not return WP_EAGAIN: an item
  * is there, or the channel is closed. Checked after every step. */
@@ -926,16 +892,24 @@ TEST(chan_fd_transitions_table) {
     int rc;
     int readable; /* after the step */
   } steps[] = {
-      {OP_TRY_RECV, WP_EAGAIN, 0}, {OP_TRY_SEND, 0, 1},
-      {OP_TRY_SEND, 0, 1},         {OP_TRY_SEND, WP_EAGAIN, 1}, /* full */
-      {OP_TRY_RECV, 0, 1},         {OP_TRY_RECV, 0, 0},         /* empty */
-      {OP_TRY_RECV, WP_EAGAIN, 0}, {OP_SEND, 0, 1},
-      {OP_RECV, 0, 0},             {OP_SEND, 0, 1},
-      {OP_SEND, 0, 1},             {OP_TRY_RECV, 0, 1},
-      {OP_CLOSE, 0, 1},            /* closed with an item */
-      {OP_TRY_SEND, WP_ECLOSED, 1}, {OP_CLOSE, WP_ECLOSED, 1},
-      {OP_TRY_RECV, 0, 1},         /* closed and drained: still readable */
-      {OP_TRY_RECV, WP_ECLOSED, 1}, {OP_RECV, WP_ECLOSED, 1},
+      {OP_TRY_RECV, WP_EAGAIN, 0},
+      {OP_TRY_SEND, 0, 1},
+      {OP_TRY_SEND, 0, 1},
+      {OP_TRY_SEND, WP_EAGAIN, 1}, /* full */
+      {OP_TRY_RECV, 0, 1},
+      {OP_TRY_RECV, 0, 0}, /* empty */
+      {OP_TRY_RECV, WP_EAGAIN, 0},
+      {OP_SEND, 0, 1},
+      {OP_RECV, 0, 0},
+      {OP_SEND, 0, 1},
+      {OP_SEND, 0, 1},
+      {OP_TRY_RECV, 0, 1},
+      {OP_CLOSE, 0, 1}, /* closed with an item */
+      {OP_TRY_SEND, WP_ECLOSED, 1},
+      {OP_CLOSE, WP_ECLOSED, 1},
+      {OP_TRY_RECV, 0, 1}, /* closed and drained: still readable */
+      {OP_TRY_RECV, WP_ECLOSED, 1},
+      {OP_RECV, WP_ECLOSED, 1},
   };
   wp_chan *c = NULL;
   int fd = -1, fd2 = -1, v = 0;
@@ -946,13 +920,24 @@ TEST(chan_fd_transitions_table) {
   for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
     int rc = 0;
     switch (steps[i].op) {
-      case OP_TRY_SEND: rc = wp_chan_try_send(c, &v); break;
-      case OP_SEND: rc = wp_chan_send(c, &v, NULL); break;
-      case OP_TRY_RECV: rc = wp_chan_try_recv(c, &v); break;
-      case OP_RECV: rc = wp_chan_recv(c, &v, NULL); break;
-      case OP_CLOSE: rc = wp_chan_close(c); break;
+      case OP_TRY_SEND:
+        rc = wp_chan_try_send(c, &v);
+        break;
+      case OP_SEND:
+        rc = wp_chan_send(c, &v, NULL);
+        break;
+      case OP_TRY_RECV:
+        rc = wp_chan_try_recv(c, &v);
+        break;
+      case OP_RECV:
+        rc = wp_chan_recv(c, &v, NULL);
+        break;
+      case OP_CLOSE:
+        rc = wp_chan_close(c);
+        break;
     }
-    if (rc != steps[i].rc) WP_FAIL_("step %zu: rc %d, want %d", i, rc, steps[i].rc);
+    if (rc != steps[i].rc)
+      WP_FAIL_("step %zu: rc %d, want %d", i, rc, steps[i].rc);
     if (fd_readable(fd) != steps[i].readable)
       WP_FAIL_("step %zu: readable %d, want %d", i, !steps[i].readable,
                steps[i].readable);
@@ -1030,14 +1015,17 @@ TEST(chan_fd_random_model) {
         rc = blocking ? wp_chan_recv(c, &v, NULL) : wp_chan_try_recv(c, &v);
         want = len > 0 ? 0 : closed ? WP_ECLOSED : WP_EAGAIN;
         if (want == 0) {
-          if (v != q[head]) WP_FAIL_("op %d: received %u, want %u", i, v, q[head]);
+          if (v != q[head])
+            WP_FAIL_("op %d: received %u, want %u", i, v, q[head]);
           head = (head + 1) % (uint32_t)cap;
           len--;
         }
       }
-      if (rc != want) WP_FAIL_("op %d (cap %zu): rc %d, want %d", i, cap, rc, want);
+      if (rc != want)
+        WP_FAIL_("op %d (cap %zu): rc %d, want %d", i, cap, rc, want);
       if (wp_chan_len(c) != len)
-        WP_FAIL_("op %d (cap %zu): len %zu, want %u", i, cap, wp_chan_len(c), len);
+        WP_FAIL_("op %d (cap %zu): len %zu, want %u", i, cap, wp_chan_len(c),
+                 len);
       if (fd >= 0 && fd_readable(fd) != (len > 0 || closed))
         WP_FAIL_("op %d (cap %zu, len %u, closed %d): readable %d", i, cap, len,
                  closed, !(len > 0 || closed));

@@ -37,72 +37,7 @@ enum { WATCHDOG_S = 10, STRESS_WATCHDOG_S = 30 };
 
 /* ---- helpers ------------------------------------------------------------ */
 
-static void sem_wait_bounded(sem_t *s, int secs, const char *what) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  ts.tv_sec += secs;
-  while (sem_timedwait(s, &ts) != 0) {
-    int e = errno;
-    if (e == EINTR) continue;
-    if (e == ETIMEDOUT) WP_FAIL_("%s: not done within %d s", what, secs);
-    WP_FAIL_("sem_timedwait failed: errno %d", e);
-  }
-}
-
-typedef struct thr {
-  pthread_t tid;
-  void (*fn)(void *);
-  void *arg;
-  sem_t done;
-} thr;
-
-static void *thr_main(void *p) {
-  thr *t = p;
-  t->fn(t->arg);
-  sem_post(&t->done);
-  return NULL;
-}
-
-static void thr_start(thr *t, void (*fn)(void *), void *arg) {
-  t->fn = fn;
-  t->arg = arg;
-  ASSERT_EQ(sem_init(&t->done, 0, 0), 0);
-  ASSERT_EQ(pthread_create(&t->tid, NULL, thr_main, t), 0);
-}
-
-static void thr_join(thr *t, int secs, const char *what) {
-  sem_wait_bounded(&t->done, secs, what);
-  ASSERT_EQ(pthread_join(t->tid, NULL), 0);
-  sem_destroy(&t->done);
-}
-
-static uint64_t rng_next(uint64_t *s) { /* splitmix64 */
-  uint64_t z = (*s += 0x9e3779b97f4a7c15u);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
-  return z ^ (z >> 31);
-}
-
-static uint32_t rng_below(uint64_t *s, uint32_t n) {
-  return (uint32_t)(rng_next(s) % n);
-}
-
-static int scaled(int n) {
-  int v = (int)(n * wp_test_scale());
-  return v > 0 ? v : 1;
-}
-
-static int fd_readable(int fd) {
-  struct pollfd p = {.fd = fd, .events = POLLIN};
-  int r;
-  do r = poll(&p, 1, 0);
-  while (r < 0 && errno == EINTR);
-  ASSERT(r >= 0);
-  ASSERT(!(p.revents & POLLNVAL));
-  return r == 1 && (p.revents & POLLIN) != 0;
-}
-
-static int fd_is_open(int fd) { return fcntl(fd, F_GETFD) != -1 || errno != EBADF; }
+#include "wp_test_util.h"
 
 /* A done-callback that counts, remembers when and on which thread it ran,
  * and posts a semaphore if given one. */
@@ -167,7 +102,8 @@ static int wait_in_thread(wp_ctx *ctx) {
  * came first, undo and start again with 2t. The loop only ever lengthens a
  * timeout; it never makes a wrong result pass. */
 
-/* ---- background, cancel --------------------------------------------------- */
+/* ---- background, cancel ---------------------------------------------------
+ */
 
 TEST(ctx_background) {
   wp_ctx *bg = wp_ctx_background();
@@ -177,7 +113,7 @@ TEST(ctx_background) {
   ASSERT_EQ(wp_ctx_deadline(bg), INT64_MAX);
   for (int i = 0; i < 1000; i++) ASSERT(wp_ctx_ref(bg) == bg);
   for (int i = 0; i < 2000; i++) wp_ctx_release(bg); /* no-ops */
-  wp_ctx_cancel(bg);                                  /* no-op */
+  wp_ctx_cancel(bg);                                 /* no-op */
   ASSERT_EQ(wp_ctx_err(bg), 0);
   wp_ctx_release(NULL);
 
@@ -326,18 +262,32 @@ TEST(ctx_cancel_tree_table) {
  * parent's error, whatever its own constructor asks for (Go gives the same:
  * propagation happens before the child's own deadline is looked at). */
 enum parent_end { PE_CANCELED, PE_PAST_DEADLINE, PE_FIRED };
-enum child_kind { CK_CANCEL, CK_DEADLINE_FUTURE, CK_DEADLINE_PAST, CK_TIMEOUT_HOUR, CK_TIMEOUT_ZERO };
+enum child_kind {
+  CK_CANCEL,
+  CK_DEADLINE_FUTURE,
+  CK_DEADLINE_PAST,
+  CK_TIMEOUT_HOUR,
+  CK_TIMEOUT_ZERO
+};
 
 static wp_ctx *make_child(wp_ctx *parent, enum child_kind k) {
   wp_ctx *c = NULL;
   switch (k) {
-    case CK_CANCEL: ASSERT_OK(wp_ctx_with_cancel(parent, &c)); break;
+    case CK_CANCEL:
+      ASSERT_OK(wp_ctx_with_cancel(parent, &c));
+      break;
     case CK_DEADLINE_FUTURE:
       ASSERT_OK(wp_ctx_with_deadline(parent, wp_now_ns() + HOUR, &c));
       break;
-    case CK_DEADLINE_PAST: ASSERT_OK(wp_ctx_with_deadline(parent, 1, &c)); break;
-    case CK_TIMEOUT_HOUR: ASSERT_OK(wp_ctx_with_timeout(parent, HOUR, &c)); break;
-    case CK_TIMEOUT_ZERO: ASSERT_OK(wp_ctx_with_timeout(parent, 0, &c)); break;
+    case CK_DEADLINE_PAST:
+      ASSERT_OK(wp_ctx_with_deadline(parent, 1, &c));
+      break;
+    case CK_TIMEOUT_HOUR:
+      ASSERT_OK(wp_ctx_with_timeout(parent, HOUR, &c));
+      break;
+    case CK_TIMEOUT_ZERO:
+      ASSERT_OK(wp_ctx_with_timeout(parent, 0, &c));
+      break;
   }
   ASSERT(c != NULL);
   return c;
@@ -397,7 +347,8 @@ TEST(ctx_child_of_ended_parent_table) {
   }
 }
 
-/* ---- deadlines ------------------------------------------------------------ */
+/* ---- deadlines ------------------------------------------------------------
+ */
 
 /* A deadline in the past (or now: Go's WithTimeout(0)) gives a context that
  * has already ended with WP_ETIMEDOUT. */
@@ -406,11 +357,12 @@ TEST(ctx_deadline_in_past_table) {
     int timeout; /* 1: value is a timeout; 0: an absolute deadline */
     int64_t value;
     int relative_to_now; /* deadline only: value is added to wp_now_ns() */
-  } rows[] = {
-      {0, 0, 0},         {0, 1, 0},       {0, INT64_MIN, 0}, {0, -MS, 1},
-      {0, -1, 1},        {1, 0, 0},       {1, -1, 0},        {1, -HOUR, 0},
-      {1, INT64_MIN, 0}, /* saturates: no overflow (UBSan) */
-  };
+  } rows[] =
+      {
+          {0, 0, 0},         {0, 1, 0}, {0, INT64_MIN, 0}, {0, -MS, 1},
+          {0, -1, 1},        {1, 0, 0}, {1, -1, 0},        {1, -HOUR, 0},
+          {1, INT64_MIN, 0}, /* saturates: no overflow (UBSan) */
+      };
   for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
     wp_ctx *c = NULL;
     if (rows[i].timeout) {
@@ -469,13 +421,18 @@ TEST(ctx_deadline_is_min_table) {
     int64_t base = wp_now_ns() + HOUR;
     wp_ctx *gp = NULL, *p = NULL, *c = NULL;
     switch (rows[i].parent) {
-      case PK_NULL: break;
-      case PK_CANCEL: ASSERT_OK(wp_ctx_with_cancel(NULL, &p)); break;
+      case PK_NULL:
+        break;
+      case PK_CANCEL:
+        ASSERT_OK(wp_ctx_with_cancel(NULL, &p));
+        break;
       case PK_DEADLINE:
-        ASSERT_OK(wp_ctx_with_deadline(NULL, base + rows[i].parent_off * HOUR, &p));
+        ASSERT_OK(
+            wp_ctx_with_deadline(NULL, base + rows[i].parent_off * HOUR, &p));
         break;
       case PK_INHERITED:
-        ASSERT_OK(wp_ctx_with_deadline(NULL, base + rows[i].parent_off * HOUR, &gp));
+        ASSERT_OK(
+            wp_ctx_with_deadline(NULL, base + rows[i].parent_off * HOUR, &gp));
         ASSERT_OK(wp_ctx_with_cancel(gp, &p));
         break;
     }
@@ -483,7 +440,8 @@ TEST(ctx_deadline_is_min_table) {
       ASSERT_OK(wp_ctx_with_deadline(p, base + rows[i].child_off * HOUR, &c));
     else
       ASSERT_OK(wp_ctx_with_cancel(p, &c));
-    int64_t want = rows[i].want_off == NONE ? INT64_MAX : base + rows[i].want_off * HOUR;
+    int64_t want =
+        rows[i].want_off == NONE ? INT64_MAX : base + rows[i].want_off * HOUR;
     if (wp_ctx_deadline(c) != want)
       WP_FAIL_("row %zu \"%s\": deadline %lld, want %lld", i, rows[i].what,
                (long long)wp_ctx_deadline(c), (long long)want);
@@ -506,12 +464,15 @@ TEST(ctx_deadline_is_min_table) {
   ASSERT_LE(wp_ctx_deadline(c), after + HOUR);
   wp_ctx_release(c);
   static const int64_t huge[] = {INT64_MAX, INT64_MAX - 1, INT64_MAX - 1000};
-  for (size_t i = 0; i < 3; i++) { /* now + huge saturates (UBSan: no overflow) */
+  for (size_t i = 0; i < 3;
+       i++) { /* now + huge saturates (UBSan: no overflow) */
     ASSERT_OK(wp_ctx_with_timeout(NULL, huge[i], &c));
     if (wp_ctx_deadline(c) != INT64_MAX || wp_ctx_err(c) != 0)
-      WP_FAIL_("timeout INT64_MAX - %lld: deadline %lld, err %d (want no "
-               "deadline, running)", (long long)(INT64_MAX - huge[i]),
-               (long long)wp_ctx_deadline(c), wp_ctx_err(c));
+      WP_FAIL_(
+          "timeout INT64_MAX - %lld: deadline %lld, err %d (want no "
+          "deadline, running)",
+          (long long)(INT64_MAX - huge[i]), (long long)wp_ctx_deadline(c),
+          wp_ctx_err(c));
     wp_ctx_release(c);
   }
   ASSERT_OK(wp_ctx_with_deadline(NULL, INT64_MAX, &c));
@@ -559,7 +520,8 @@ TEST(ctx_timeout_fires_wait_table) {
 /* A timeout fires by itself: the done-callback runs once, on the library's
  * timer thread (not ours), not before the deadline, and posts a semaphore. */
 TEST(ctx_timeout_fires_callback) {
-  static const int64_t timeouts[] = {1, 1 * MS, 20 * MS}; /* 1 ns: may be refused */
+  static const int64_t timeouts[] = {1, 1 * MS,
+                                     20 * MS}; /* 1 ns: may be refused */
   for (size_t i = 0; i < sizeof timeouts / sizeof timeouts[0]; i++) {
     sem_t sem;
     counter cnt;
@@ -631,7 +593,8 @@ TEST(ctx_timeout_fires_fd) {
  * whatever deadline of their own they have (later, or none); also when the
  * parent has been released before it fires. */
 TEST(ctx_parent_deadline_ends_child_table) {
-  static const enum child_kind kids[] = {CK_CANCEL, CK_DEADLINE_FUTURE, CK_TIMEOUT_HOUR};
+  static const enum child_kind kids[] = {CK_CANCEL, CK_DEADLINE_FUTURE,
+                                         CK_TIMEOUT_HOUR};
   for (int release_parent = 0; release_parent <= 1; release_parent++) {
     for (size_t ki = 0; ki < sizeof kids / sizeof kids[0]; ki++) {
       sem_t sem;
@@ -695,7 +658,8 @@ TEST(ctx_first_end_wins_table) {
       int rc1 = wp_ctx_on_done(c, &h, count_cb, &cnt);
       int rc2 = wp_ctx_on_done(child, &ch, count_cb, &ccnt);
       if (cancel_first) wp_ctx_cancel(c);
-      if (rc1 == 0 && rc2 == 0 && (!cancel_first || wp_ctx_err(c) == WP_ECANCELED))
+      if (rc1 == 0 && rc2 == 0 &&
+          (!cancel_first || wp_ctx_err(c) == WP_ECANCELED))
         break;
       /* The deadline came first: undo and again. */
       ASSERT_EQ(wp_ctx_err(c), WP_ETIMEDOUT);
@@ -740,12 +704,20 @@ TEST(ctx_first_end_wins_table) {
 }
 
 /* wp_ctx_wait with a deadline of its own. */
-enum wk { WK_LIVE, WK_BG, WK_CANCELED, WK_EXPIRED, WK_TIMEOUT_HOUR, WK_TIMEOUT_SHORT };
+enum wk {
+  WK_LIVE,
+  WK_BG,
+  WK_CANCELED,
+  WK_EXPIRED,
+  WK_TIMEOUT_HOUR,
+  WK_TIMEOUT_SHORT
+};
 TEST(ctx_wait_with_deadline_table) {
   static const struct {
     const char *what;
     enum wk ctx;
-    int64_t wait_off; /* wait deadline: now + wait_off (INT64_MIN, INT64_MAX as is) */
+    int64_t wait_off; /* wait deadline: now + wait_off (INT64_MIN, INT64_MAX as
+                         is) */
     int rc;
   } rows[] = {
       {"live, deadline soon", WK_LIVE, 2 * MS, WP_EAGAIN},
@@ -763,24 +735,36 @@ TEST(ctx_wait_with_deadline_table) {
   for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
     wp_ctx *c = NULL;
     switch (rows[i].ctx) {
-      case WK_LIVE: ASSERT_OK(wp_ctx_with_cancel(NULL, &c)); break;
-      case WK_BG: c = wp_ctx_background(); break;
+      case WK_LIVE:
+        ASSERT_OK(wp_ctx_with_cancel(NULL, &c));
+        break;
+      case WK_BG:
+        c = wp_ctx_background();
+        break;
       case WK_CANCELED:
         ASSERT_OK(wp_ctx_with_cancel(NULL, &c));
         wp_ctx_cancel(c);
         break;
-      case WK_EXPIRED: ASSERT_OK(wp_ctx_with_deadline(NULL, 0, &c)); break;
-      case WK_TIMEOUT_HOUR: ASSERT_OK(wp_ctx_with_timeout(NULL, HOUR, &c)); break;
-      case WK_TIMEOUT_SHORT: ASSERT_OK(wp_ctx_with_timeout(NULL, 2 * MS, &c)); break;
+      case WK_EXPIRED:
+        ASSERT_OK(wp_ctx_with_deadline(NULL, 0, &c));
+        break;
+      case WK_TIMEOUT_HOUR:
+        ASSERT_OK(wp_ctx_with_timeout(NULL, HOUR, &c));
+        break;
+      case WK_TIMEOUT_SHORT:
+        ASSERT_OK(wp_ctx_with_timeout(NULL, 2 * MS, &c));
+        break;
     }
     int64_t off = rows[i].wait_off;
-    int64_t until = (off == INT64_MIN || off == INT64_MAX) ? off : wp_now_ns() + off;
+    int64_t until =
+        (off == INT64_MIN || off == INT64_MAX) ? off : wp_now_ns() + off;
     struct wait_arg a = {.ctx = c, .deadline = until, .rc = 1};
     thr t;
     thr_start(&t, wait_thread, &a);
     thr_join(&t, WATCHDOG_S, "wp_ctx_wait with a deadline");
     if (a.rc != rows[i].rc)
-      WP_FAIL_("row %zu \"%s\": rc %d, want %d", i, rows[i].what, a.rc, rows[i].rc);
+      WP_FAIL_("row %zu \"%s\": rc %d, want %d", i, rows[i].what, a.rc,
+               rows[i].rc);
     if (a.rc == WP_EAGAIN) ASSERT_GE(a.at, until); /* not early */
     if (c != wp_ctx_background()) wp_ctx_release(c);
   }
@@ -800,8 +784,10 @@ TEST(ctx_wait_woken_by_cancel) {
     ASSERT_EQ(sem_init(&ready, 0, 0), 0);
     int64_t until[3] = {INT64_MAX, wp_now_ns() + HOUR, INT64_MAX};
     for (int k = 0; k < 3; k++) {
-      a[k] = (struct wait_arg){.ctx = k == 2 ? p : c, .deadline = until[k],
-                               .ready = &ready, .rc = 1};
+      a[k] = (struct wait_arg){.ctx = k == 2 ? p : c,
+                               .deadline = until[k],
+                               .ready = &ready,
+                               .rc = 1};
       thr_start(&t[k], wait_thread, &a[k]);
     }
     for (int k = 0; k < 3; k++) sem_wait_bounded(&ready, WATCHDOG_S, "start");
@@ -839,19 +825,32 @@ TEST(ctx_fd_table) {
     ASSERT_OK(wp_ctx_with_cancel(NULL, &p));
     switch (rows[i].how) {
       case BY_CANCEL:
-      case BY_PARENT_CANCEL: ASSERT_OK(wp_ctx_with_cancel(p, &c)); break;
-      case BY_PAST_DEADLINE: ASSERT_OK(wp_ctx_with_deadline(p, 0, &c)); break;
-      case BY_TIMEOUT: ASSERT_OK(wp_ctx_with_timeout(p, 2 * MS, &c)); break;
+      case BY_PARENT_CANCEL:
+        ASSERT_OK(wp_ctx_with_cancel(p, &c));
+        break;
+      case BY_PAST_DEADLINE:
+        ASSERT_OK(wp_ctx_with_deadline(p, 0, &c));
+        break;
+      case BY_TIMEOUT:
+        ASSERT_OK(wp_ctx_with_timeout(p, 2 * MS, &c));
+        break;
     }
     if (rows[i].fd_before) {
       ASSERT_OK(wp_ctx_fd(c, &fd));
       if (rows[i].how != BY_TIMEOUT) ASSERT(!fd_readable(fd));
     }
     switch (rows[i].how) {
-      case BY_CANCEL: wp_ctx_cancel(c); break;
-      case BY_PARENT_CANCEL: wp_ctx_cancel(p); break;
-      case BY_PAST_DEADLINE: break;
-      case BY_TIMEOUT: ASSERT_EQ(wait_in_thread(c), WP_ETIMEDOUT); break;
+      case BY_CANCEL:
+        wp_ctx_cancel(c);
+        break;
+      case BY_PARENT_CANCEL:
+        wp_ctx_cancel(p);
+        break;
+      case BY_PAST_DEADLINE:
+        break;
+      case BY_TIMEOUT:
+        ASSERT_EQ(wait_in_thread(c), WP_ETIMEDOUT);
+        break;
     }
     if (!rows[i].fd_before) ASSERT_OK(wp_ctx_fd(c, &fd));
     ASSERT(fd >= 0);
@@ -873,14 +872,21 @@ TEST(ctx_fd_table) {
   }
 }
 
-/* ---- done hooks ------------------------------------------------------------- */
+/* ---- done hooks -------------------------------------------------------------
+ */
 
 /* Many hooks on one context each run exactly once, however the context
  * ends, and further cancels (of it or its parent) never run them again. */
 TEST(ctx_hooks_run_exactly_once_table) {
-  enum how { BY_CANCEL, BY_CANCEL_TWICE, BY_PARENT, BY_TIMEOUT, BY_PARENT_TIMEOUT };
-  static const enum how hows[] = {BY_CANCEL, BY_CANCEL_TWICE, BY_PARENT, BY_TIMEOUT,
-                                  BY_PARENT_TIMEOUT};
+  enum how {
+    BY_CANCEL,
+    BY_CANCEL_TWICE,
+    BY_PARENT,
+    BY_TIMEOUT,
+    BY_PARENT_TIMEOUT
+  };
+  static const enum how hows[] = {BY_CANCEL, BY_CANCEL_TWICE, BY_PARENT,
+                                  BY_TIMEOUT, BY_PARENT_TIMEOUT};
   enum { M = 50 };
   for (size_t i = 0; i < sizeof hows / sizeof hows[0]; i++) {
     wp_ctx *p = NULL, *c = NULL;
@@ -911,14 +917,19 @@ TEST(ctx_hooks_run_exactly_once_table) {
       wp_ctx_release(p);
     }
     switch (hows[i]) {
-      case BY_CANCEL: wp_ctx_cancel(c); break;
+      case BY_CANCEL:
+        wp_ctx_cancel(c);
+        break;
       case BY_CANCEL_TWICE:
         wp_ctx_cancel(c);
         wp_ctx_cancel(c);
         break;
-      case BY_PARENT: wp_ctx_cancel(p); break;
+      case BY_PARENT:
+        wp_ctx_cancel(p);
+        break;
       case BY_TIMEOUT:
-      case BY_PARENT_TIMEOUT: break;
+      case BY_PARENT_TIMEOUT:
+        break;
     }
     for (int k = 0; k < M; k++) sem_wait_bounded(&sem, WATCHDOG_S, "hooks");
     wp_ctx_cancel(c);
@@ -993,7 +1004,9 @@ TEST(ctx_on_done_after_end_table) {
         ASSERT_OK(wp_ctx_with_cancel(p, &c));
         wp_ctx_cancel(c);
         break;
-      case PAST_DEADLINE: ASSERT_OK(wp_ctx_with_deadline(p, 0, &c)); break;
+      case PAST_DEADLINE:
+        ASSERT_OK(wp_ctx_with_deadline(p, 0, &c));
+        break;
       case FIRED:
         ASSERT_OK(wp_ctx_with_timeout(p, 1 * MS, &c));
         ASSERT_EQ(wait_in_thread(c), WP_ETIMEDOUT);
@@ -1316,7 +1329,8 @@ TEST(ctx_hook_keeps_context_alive) {
   sem_destroy(&sem);
 }
 
-/* ---- lifetime and stress ---------------------------------------------------- */
+/* ---- lifetime and stress ----------------------------------------------------
+ */
 
 /* Releasing a parent before its children is fine: they keep working, can be
  * canceled, have children of their own, and still end when the released
@@ -1423,7 +1437,9 @@ static void stress_worker(void *p) {
         ASSERT_EQ(wp_ctx_err(k->c), WP_ECANCELED);
         kept++;
         break;
-      case 1: kept++; break;
+      case 1:
+        kept++;
+        break;
       default: /* release at once; the slot is reused */
         if (k->hooked) check_removed(k);
         wp_ctx_release(k->c);
@@ -1463,8 +1479,8 @@ TEST(ctx_stress_children_vs_parent_cancel) {
   ASSERT_EQ(pthread_barrier_init(&s.after_cancel, NULL, W + 1), 0);
   ASSERT_OK(wp_ctx_with_cancel(NULL, &s.parent));
   for (int i = 0; i <= W; i++) {
-    w[i] = (struct stress_w){.s = &s, .parent = wp_ctx_ref(s.parent),
-                             .seed = rng_next(&seed)};
+    w[i] = (struct stress_w){
+        .s = &s, .parent = wp_ctx_ref(s.parent), .seed = rng_next(&seed)};
     if (i < W) {
       w[i].kids = calloc((size_t)s.per, sizeof *w[i].kids);
       ASSERT(w[i].kids != NULL);
@@ -1473,7 +1489,8 @@ TEST(ctx_stress_children_vs_parent_cancel) {
   for (int i = 0; i <= W; i++)
     thr_start(&t[i], i < W ? stress_worker : stress_canceler, &w[i]);
   wp_ctx_release(s.parent); /* the threads hold their own references */
-  for (int i = 0; i <= W; i++) thr_join(&t[i], STRESS_WATCHDOG_S, "stress thread");
+  for (int i = 0; i <= W; i++)
+    thr_join(&t[i], STRESS_WATCHDOG_S, "stress thread");
   for (int i = 0; i < W; i++) free(w[i].kids);
   pthread_barrier_destroy(&s.after_cancel);
   sem_destroy(&s.half);
@@ -1541,7 +1558,8 @@ TEST(ctx_child_creation_races_parent_cancel) {
   pthread_barrier_destroy(&r.end);
 }
 
-/* ---- the timer thread --------------------------------------------------------- */
+/* ---- the timer thread
+ * --------------------------------------------------------- */
 
 /* Waits up to 2 s for the process's thread count to become `want`, checking
  * every millisecond. This is the one wait on the clock in these tests, and it
@@ -1676,7 +1694,8 @@ TEST(ctx_many_timeouts_all_fire) {
       ASSERT_EQ(rc, 0);
     }
   }
-  for (int i = 0; i < n; i++) sem_wait_bounded(&sem, STRESS_WATCHDOG_S, "all timeouts");
+  for (int i = 0; i < n; i++)
+    sem_wait_bounded(&sem, STRESS_WATCHDOG_S, "all timeouts");
   ASSERT_EQ(sem_trywait(&sem), -1);
   for (int i = 0; i < n; i++) {
     ASSERT_EQ(wp_ctx_err(m[i].c), WP_ETIMEDOUT);
