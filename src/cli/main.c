@@ -136,8 +136,8 @@ static void print_fetch_help(FILE *f) {
       "{\"id\":3,\"url\":\"https://example.com/\",\"ok\":true,\"status\":200,\n"
       "          "
       "\"error\":null,\"attempts\":1,\"elapsed_ms\":12.345,\"bytes\":1256}\n"
-      "         url is the line as read (invalid UTF-8 replaced by U+FFFD); ok "
-      "is\n"
+      "         url is the line as read (invalid UTF-8 replaced by U+FFFD;\n"
+      "         of a line over 8192 bytes, its first 8192); ok is\n"
       "         true when a response with status < 400 arrived; status and "
       "error\n"
       "         may be null; bytes counts body bytes received.\n"
@@ -148,11 +148,10 @@ static void print_fetch_help(FILE *f) {
       "standard\n"
       "error at the end.\n"
       "\n"
-      "Exit status: 0 every job ok; 1 some job not ok (or the run was cut "
-      "short by\n"
-      "--deadline or a closed output); 2 usage or input-file error; 130 ended "
-      "by a\n"
-      "signal.\n"
+      "Exit status: 0 every job ok; 1 some job not ok (or the run was cut\n"
+      "short by --deadline or a closed output); 2 usage error, an input file\n"
+      "that cannot be read (also mid-run) or an output file that cannot be\n"
+      "opened; 130 ended by a signal.\n"
       "\n"
       "Signals: the first SIGINT or SIGTERM stops reading input and lets what "
       "is\n"
@@ -524,9 +523,17 @@ static void *producer(void *arg) {
   return NULL;
 }
 
-static void cancel_run(void) {
+/* Read no more input; main stops waiting for a producer blocked in read. */
+static void stop_reading(void) {
   atomic_store(&R.stop, true);
+  pthread_mutex_lock(&R.prod_mu);
+  pthread_cond_broadcast(&R.prod_cv);
+  pthread_mutex_unlock(&R.prod_mu);
+}
+
+static void cancel_run(void) {
   atomic_store(&R.canceled, true);
+  stop_reading();
   pthread_mutex_lock(&R.out_mu);
   pthread_cond_broadcast(&R.window_cv);
   pthread_mutex_unlock(&R.out_mu);
@@ -572,10 +579,7 @@ static void *controller(void *arg) {
     /* SIGINT or SIGTERM */
     atomic_store(&R.signaled, true);
     if (++interrupts == 1) {
-      atomic_store(&R.stop, true); /* read no more; drain */
-      pthread_mutex_lock(&R.prod_mu);
-      pthread_cond_broadcast(&R.prod_cv);
-      pthread_mutex_unlock(&R.prod_mu);
+      stop_reading(); /* and drain */
     } else {
       cancel_run();
     }
@@ -776,8 +780,9 @@ static int cmd_fetch(int argc, char **argv) {
   summary();
 
   int status = EXIT_OK;
-  if (R.n_failed + R.n_canceled > 0 || R.write_failed || R.input_error)
+  if (R.n_failed + R.n_canceled > 0 || R.write_failed)
     status = EXIT_SOME_FAILED;
+  if (R.input_error) status = EXIT_USAGE; /* an input file failed mid-run */
   if (atomic_load(&R.signaled)) status = EXIT_SIGNAL;
 
   wp__fetch_destroy(R.engine);
