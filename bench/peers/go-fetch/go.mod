@@ -1,0 +1,3 @@
+module go-fetch
+
+go 1.19
