@@ -8,6 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "fetch/fetch.h" /* wp__http_reason */
+
 /* Durations: a decimal number and a unit, "250ms", "30s", "2m", "1h",
  * "1.5s", or several of them ("1m30s"); units ns, us (or µs), ms, s, m, h,
  * case-sensitive as in Go ("1S" is refused). A bare "0" is allowed.
@@ -90,7 +92,6 @@ void wp__format_header(wp__buf *b, enum wp__format fmt);
  * "C" (never setlocale(LC_ALL, "")), or JSON would get a decimal comma. */
 void wp__format_result(wp__buf *b, enum wp__format fmt, const wp__outrec *r);
 
-/* The reason phrase of an HTTP status ("OK", "Not Found"), "" if unknown. */
-const char *wp__http_reason(int status);
+/* wp__http_reason() lives with the engine: fetch/fetch.h. */
 
 #endif

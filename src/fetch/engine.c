@@ -22,8 +22,6 @@
 #define _GNU_SOURCE /* for the CLOCK_ and epoll bits under strict C11 */
 #include "fetch/fetch.h"
 
-#include "cli/parse.h" /* wp__http_reason */
-
 #include <curl/curl.h>
 #include <errno.h>
 #include <inttypes.h>

@@ -70,6 +70,9 @@ wp_pool *wp__fetch_pool(wp__fetch *f);
 /* Shuts down now if needed, frees everything. NULL is a no-op. */
 void wp__fetch_destroy(wp__fetch *f);
 
+/* The reason phrase of an HTTP status ("OK", "Not Found"), "" if unknown. */
+const char *wp__http_reason(int status);
+
 /* Is this result code worth another attempt (connection refused or reset,
  * name resolution that may be temporary, timeouts, HTTP 408, 425, 429, 500,
  * 502, 503, 504)? */
