@@ -107,6 +107,7 @@ struct wp_worker {
   wp_job *done;
   unsigned ndone;
   unsigned done_by[3];
+  unsigned not_started; /* taken, then finished canceled without running */
   bool short_tasks; /* task workers: its last batch averaged < SHORT_TASK_NS */
   wp_result results[RESULT_BATCH]; /* for the results channel */
   unsigned nresults;
@@ -287,6 +288,8 @@ static void release_done_locked(wp_pool *p, wp_worker *w) {
   p->n_ok += w->done_by[OUT_OK];
   p->n_failed += w->done_by[OUT_FAILED];
   p->n_canceled += w->done_by[OUT_CANCELED];
+  p->attempts -= w->not_started; /* counted at take, never started */
+  w->not_started = 0;
   w->done = NULL;
   w->ndone = 0;
   memset(w->done_by, 0, sizeof w->done_by);
@@ -567,6 +570,7 @@ static void task_driver(wp_worker *w, void *state, void *userdata) {
       wp_job *j = batch[i];
       if (wp_ctx_err(j->ctx) != 0) {
         j->attempts--; /* taken, never started */
+        w->not_started++;
         wp_worker_finish(w, j, WP_ECANCELED);
         continue;
       }
