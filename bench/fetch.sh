@@ -251,6 +251,17 @@ done
 [ -n "$PORT" ] || { cat "$TMP/nginx.out" "$TMP/error.log" >&2 2>/dev/null || true; die "could not start nginx"; }
 echo "== nginx (pid $NGINX_PID) on 127.0.0.1:$PORT, $BODY_BYTES-byte file" >&2
 
+CLK_TCK=$(getconf CLK_TCK 2>/dev/null || echo 100)
+nginx_ticks() { # CPU (user + sys, clock ticks) of nginx's worker processes
+  for f in /proc/[0-9]*/stat; do
+    cat "$f" 2>/dev/null
+  done | awk -v pp="$NGINX_PID" '{
+      # the fields after "(comm)": state ppid ... utime(14) stime(15)
+      sub(/^.*\) /, "")
+      if ($2 == pp) t += $12 + $13
+    } END { print t + 0 }'
+}
+
 accepts() { # nginx's count of accepted connections (this request included)
   curl -s --max-time 5 "http://127.0.0.1:$PORT/nginx_status" | awk 'NR == 3 { n = $1 } END { print n + 0 }'
 }
@@ -316,11 +327,13 @@ run_one() {
   wrk) set -- wrk -t "$(wrk_t "$w")" -c "$w" -d "${WRK_SECS}s" --timeout 10s "$WRK_URL" ;;
   esac
   a0=$(accepts)
+  s0=$(nginx_ticks)
   t0=$(date +%s%N)
   rc=0
   /usr/bin/time -f '%e %U %S %M' -o "$TIMEF" timeout "$TIMEOUT" "$@" >"$OUT" 2>"$ERR" || rc=$?
   t1=$(date +%s%N)
   a1=$(accepts)
+  s1=$(nginx_ticks)
   conns=$((a1 - a0 - 1))
   # (time writes "Command exited with non-zero status N" first on failure)
   rss=
@@ -352,9 +365,10 @@ END
     fails="$fails
 - $peer at $w workers, rep $rep: exit $rc, $ok of $n answered 200, $distinct distinct IDs; stderr: $(tail -n 3 "$ERR" | tr '\n' ' ' | cut -c 1-300)"
   fi
-  echo "$peer $w $rep $n $ok $elapsed $user $sys $rss $conns $rate $cpu_us $status" >>"$raw"
-  printf '%-10s w=%-5s rep=%s %8s URLs/s  %7s us/URL  %6s KB  %7s conns  %s\n' \
-    "$peer" "$w" "$rep" "$rate" "$cpu_us" "$rss" "$conns" "$status" >&2
+  srv_us=$(awk -v n="$n" -v t="$((s1 - s0))" -v hz="$CLK_TCK" 'BEGIN { printf "%.2f", (n > 0) ? t * 1e6 / hz / n : 0 }')
+  echo "$peer $w $rep $n $ok $elapsed $user $sys $rss $conns $rate $cpu_us $status $srv_us" >>"$raw"
+  printf '%-10s w=%-5s rep=%s %8s URLs/s  %7s us/URL  (nginx %6s)  %6s KB  %7s conns  %s\n' \
+    "$peer" "$w" "$rep" "$rate" "$cpu_us" "$srv_us" "$rss" "$conns" "$status" >&2
 }
 
 load_start=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo '?')
@@ -416,13 +430,14 @@ cell() {
   rate) col=11 ;;
   cpu) col=12 ;;
   rss) col=9 ;;
+  srv) col=14 ;;
   conns) col=10 ;;
   esac
   s=$(stats "$col" "$p" "$w") || { echo "-"; return; }
   set -- $s
   c=$(awk -v m="$m" -v med="$1" -v lo="$2" -v hi="$3" -v n="$NURLS" -v reps="$REPS" 'BEGIN {
       if (m == "rate") { f = "%.1fk"; d = 1000 }
-      else if (m == "cpu") { f = "%.1f"; d = 1 }
+      else if (m == "cpu" || m == "srv") { f = "%.1f"; d = 1 }
       else if (m == "rss") { f = "%.1f"; d = 1024 }
       else { f = "%.3f"; d = n }
       if (m == "conns") { printf f, med / d; exit }
@@ -436,9 +451,9 @@ cell() {
   echo "$c"
 }
 
-ratio() { # peerA peerB workers -> median rate ratio
-  a=$(stats 11 "$1" "$3" | awk '{ print $1 }') || true
-  b=$(stats 11 "$2" "$3" | awk '{ print $1 }') || true
+ratio() { # peerA peerB workers [column] -> ratio of their medians (URLs/s)
+  a=$(stats "${4:-11}" "$1" "$3" | awk '{ print $1 }') || true
+  b=$(stats "${4:-11}" "$2" "$3" | awk '{ print $1 }') || true
   if [ -z "$a" ] || [ -z "$b" ]; then echo "-"; return; fi
   awk -v a="$a" -v b="$b" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }'
 }
@@ -458,6 +473,10 @@ table() { # metric title
     in_list go-tuned $PEERS && in_list wpool $PEERS && { hdr="$hdr wpool / Go tuned |"; sep="$sep---:|"; }
     in_list curl $PEERS && in_list wpool $PEERS && { hdr="$hdr wpool / curl |"; sep="$sep---:|"; }
   fi
+  if [ "$m" = cpu ]; then
+    in_list go-tuned $PEERS && in_list wpool $PEERS && { hdr="$hdr Go tuned / wpool |"; sep="$sep---:|"; }
+    in_list curl $PEERS && in_list wpool $PEERS && { hdr="$hdr curl / wpool |"; sep="$sep---:|"; }
+  fi
   echo "$hdr"
   echo "$sep"
   for w in $WORKERS; do
@@ -471,6 +490,10 @@ table() { # metric title
     if [ "$m" = rate ]; then
       in_list go-tuned $PEERS && in_list wpool $PEERS && row="$row $(ratio wpool go-tuned "$w") |"
       in_list curl $PEERS && in_list wpool $PEERS && row="$row $(ratio wpool curl "$w") |"
+    fi
+    if [ "$m" = cpu ]; then
+      in_list go-tuned $PEERS && in_list wpool $PEERS && row="$row $(ratio go-tuned wpool "$w" 12) |"
+      in_list curl $PEERS && in_list wpool $PEERS && row="$row $(ratio curl wpool "$w" 12) |"
     fi
     echo "$row"
   done
@@ -528,10 +551,13 @@ first() { head -n 1 | tr -d '\r'; }
   [ "$REPS" -gt 1 ] || echo "of one run."
   echo "URLs/s = URLs / wall time of the whole process (start, reading the"
   echo "list, every fetch, writing every result, exit). CPU = user + sys of"
-  echo "the process (not nginx's), per URL. RSS = the process's max RSS."
+  echo "the client process, per URL (nginx's is in its own table). RSS = the"
+  echo "client's max RSS. On a machine this small and this shared, URLs/s"
+  echo "swings with the other tenants; CPU per URL is the steadier measure."
   echo
   table rate "URLs/s (wrk: requests/s)"
   table cpu "CPU µs per URL (user + sys of the client)"
+  table srv "nginx CPU µs per URL (user + sys of its workers during the run)"
   table rss "Max RSS, MB"
   table conns "New TCP connections per URL (nginx stub_status accepts / URLs)"
   echo "⚠ max/min > 1.3 over the runs; ✗ a run in that cell failed (see below)."
@@ -580,7 +606,8 @@ first() { head -n 1 | tr -d '\r'; }
   echo "  peer doing the same job."
   echo
   echo "Client and server share the machine's cores: every client's CPU per"
-  echo "URL is CPU that nginx does not get."
+  echo "URL is CPU that nginx does not get. When the machine is saturated,"
+  echo "URLs/s is about cores / (client + nginx CPU per URL)."
   echo
   echo "## Commands (per worker count N and rep)"
   echo
