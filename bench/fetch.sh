@@ -176,6 +176,9 @@ chmod 644 "$TMP/www/f.txt"
 chmod 755 "$TMP/www"
 BODY_BYTES=$(wc -c <"$TMP/www/f.txt" | tr -d ' ')
 
+# Workers may not raise their limit past ours (no CAP_SYS_RESOURCE, say).
+NGINX_NOFILE=$(ulimit -Hn)
+if [ "$NGINX_NOFILE" = unlimited ] || [ "$NGINX_NOFILE" -gt 65536 ]; then NGINX_NOFILE=65536; fi
 user_line=""
 if [ "$(id -u)" = 0 ]; then
   user_line="user nobody $(id -gn nobody 2>/dev/null || echo nogroup);"
@@ -187,7 +190,7 @@ write_conf() { # port
 daemon off;
 master_process on;
 worker_processes auto;
-worker_rlimit_nofile 65536;
+worker_rlimit_nofile $NGINX_NOFILE;
 $user_line
 pid $TMP/nginx.pid;
 error_log $TMP/error.log warn;
@@ -251,16 +254,28 @@ done
 [ -n "$PORT" ] || { cat "$TMP/nginx.out" "$TMP/error.log" >&2 2>/dev/null || true; die "could not start nginx"; }
 echo "== nginx (pid $NGINX_PID) on 127.0.0.1:$PORT, $BODY_BYTES-byte file" >&2
 
-CLK_TCK=$(getconf CLK_TCK 2>/dev/null || echo 100)
-nginx_ticks() { # CPU (user + sys, clock ticks) of nginx's worker processes
-  for f in /proc/[0-9]*/stat; do
-    cat "$f" 2>/dev/null
-  done | awk -v pp="$NGINX_PID" '{
-      # the fields after "(comm)": state ppid ... utime(14) stime(15)
-      sub(/^.*\) /, "")
-      if ($2 == pp) t += $12 + $13
-    } END { print t + 0 }'
+# nginx's worker processes (the master's children), found once (a moment
+# after the first answer, so that the master has forked them all).
+sleep 0.5
+NGINX_WORKERS=$(for f in /proc/[0-9]*/stat; do
+  # "pid (comm) state ppid ...": the ppid is the 2nd field after "(comm)"
+  awk -v pp="$NGINX_PID" '{ p = $1; sub(/^.*\) /, ""); if ($2 == pp) print p }' "$f" 2>/dev/null
+done)
+[ -n "$NGINX_WORKERS" ] || die "no nginx worker processes under pid $NGINX_PID"
+# nginx_ns: CPU time of nginx's workers so far, in ns (the first field of
+# /proc/PID/schedstat, the scheduler's run time); "x" if a worker is gone
+# (then the run's nginx CPU is not reported).
+nginx_ns() {
+  for p in $NGINX_WORKERS; do
+    if [ -r "/proc/$p/schedstat" ]; then
+      cat "/proc/$p/schedstat" 2>/dev/null || echo x
+    else
+      # no schedstat: utime + stime from stat, in clock ticks
+      awk -v hz="$CLK_TCK" '{ sub(/^.*\) /, ""); printf "%.0f\n", ($12 + $13) * 1e9 / hz }' "/proc/$p/stat" 2>/dev/null || echo x
+    fi
+  done | awk '$1 == "x" || $1 !~ /^[0-9]+$/ { bad = 1 } { t += $1 } END { if (bad) print "x"; else printf "%.0f\n", t }'
 }
+CLK_TCK=$(getconf CLK_TCK 2>/dev/null || echo 100)
 
 accepts() { # nginx's count of accepted connections (this request included)
   curl -s --max-time 5 "http://127.0.0.1:$PORT/nginx_status" | awk 'NR == 3 { n = $1 } END { print n + 0 }'
@@ -327,13 +342,13 @@ run_one() {
   wrk) set -- wrk -t "$(wrk_t "$w")" -c "$w" -d "${WRK_SECS}s" --timeout 10s "$WRK_URL" ;;
   esac
   a0=$(accepts)
-  s0=$(nginx_ticks)
+  s0=$(nginx_ns)
   t0=$(date +%s%N)
   rc=0
   /usr/bin/time -f '%e %U %S %M' -o "$TIMEF" timeout "$TIMEOUT" "$@" >"$OUT" 2>"$ERR" || rc=$?
   t1=$(date +%s%N)
   a1=$(accepts)
-  s1=$(nginx_ticks)
+  s1=$(nginx_ns)
   conns=$((a1 - a0 - 1))
   # (time writes "Command exited with non-zero status N" first on failure)
   rss=
@@ -365,7 +380,10 @@ END
     fails="$fails
 - $peer at $w workers, rep $rep: exit $rc, $ok of $n answered 200, $distinct distinct IDs; stderr: $(tail -n 3 "$ERR" | tr '\n' ' ' | cut -c 1-300)"
   fi
-  srv_us=$(awk -v n="$n" -v t="$((s1 - s0))" -v hz="$CLK_TCK" 'BEGIN { printf "%.2f", (n > 0) ? t * 1e6 / hz / n : 0 }')
+  srv_us=$(awk -v n="$n" -v a="$s0" -v b="$s1" 'BEGIN {
+      if (a == "x" || b == "x" || b < a || n == 0) print "NA"
+      else printf "%.2f", (b - a) / 1e3 / n
+    }')
   echo "$peer $w $rep $n $ok $elapsed $user $sys $rss $conns $rate $cpu_us $status $srv_us" >>"$raw"
   printf '%-10s w=%-5s rep=%s %8s URLs/s  %7s us/URL  (nginx %6s)  %6s KB  %7s conns  %s\n' \
     "$peer" "$w" "$rep" "$rate" "$cpu_us" "$srv_us" "$rss" "$conns" "$status" >&2
@@ -391,7 +409,7 @@ load_end=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo '?')
 # --- report -----------------------------------------------------------------
 # stats <column> <peer> <workers> -> "median min max"
 stats() {
-  awk -v c="$1" -v p="$2" -v w="$3" '$1 == p && $2 == w { print $c }' "$raw" |
+  awk -v c="$1" -v p="$2" -v w="$3" '$1 == p && $2 == w && $c != "NA" { print $c }' "$raw" |
     sort -g |
     awk '{ v[NR] = $1 }
          END {
@@ -557,7 +575,7 @@ first() { head -n 1 | tr -d '\r'; }
   echo
   table rate "URLs/s (wrk: requests/s)"
   table cpu "CPU µs per URL (user + sys of the client)"
-  table srv "nginx CPU µs per URL (user + sys of its workers during the run)"
+  table srv "nginx CPU µs per URL (its workers' run time during the run, /proc/PID/schedstat)"
   table rss "Max RSS, MB"
   table conns "New TCP connections per URL (nginx stub_status accepts / URLs)"
   echo "⚠ max/min > 1.3 over the runs; ✗ a run in that cell failed (see below)."
