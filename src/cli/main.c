@@ -372,6 +372,10 @@ typedef struct run {
   pthread_mutex_t prod_mu;
   pthread_cond_t prod_cv;
   bool prod_in_read, prod_done, prod_abandoned;
+  /* The input. An abandoned producer may still be using it when we exit:
+   * it is never freed then, and stays reachable from here (no leak report
+   * for memory still in use). */
+  wp__reader *rd;
   int input_error; /* a read error mid-run */
   char input_errmsg[512];
 } run;
@@ -661,12 +665,12 @@ static int cmd_fetch(int argc, char **argv) {
   R.o = &o;
 
   char err[512];
-  wp__reader *rd;
-  if (wp__reader_open(&rd, o.files, o.nfiles, err, sizeof err) != 0) {
+  if (wp__reader_open(&R.rd, o.files, o.nfiles, err, sizeof err) != 0) {
     fprintf(stderr, "%s fetch: %s\n", prog, err);
     free(o.headers);
     return EXIT_USAGE;
   }
+  wp__reader *rd = R.rd;
   R.out = stdout;
   if (o.output && strcmp(o.output, "-") != 0) {
     R.out = fopen(o.output, "w");

@@ -891,11 +891,17 @@ int wp_pool_shutdown_now(wp_pool *p, wp_ctx *ctx) {
   if (!p) return WP_EINVAL;
   wp_job *victims = NULL;
   unsigned n = 0;
-  /* Cancel first: a driver woken below must already see its context ended,
-   * or it could finish its jobs as if nothing happened. */
-  wp_ctx_cancel(p->root);
+  /* Closed before anything else: canceling below lets running jobs end and
+   * free their slots, and a submitter waiting for one must then see
+   * WP_ECLOSED, not slip a job in. */
   pthread_mutex_lock(&p->mu);
   p->closed = true;
+  pthread_cond_broadcast(&p->space_cv);
+  pthread_mutex_unlock(&p->mu);
+  /* Cancel before stealing: a driver woken below must already see its
+   * context ended, or it could finish its jobs as if nothing happened. */
+  wp_ctx_cancel(p->root);
+  pthread_mutex_lock(&p->mu);
   atomic_store(&p->stop, true);
   if (!p->canceling) {
     p->canceling = true;
