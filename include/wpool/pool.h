@@ -36,6 +36,7 @@
 
 #include "chan.h"
 #include "ctx.h"
+#include "metrics.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -108,6 +109,18 @@ typedef struct wp_pool_config {
   wp_retry_policy retry;
   uint64_t seed;     /* for the backoff jitter; 0 = from the clock */
   size_t stack_size; /* per thread; 0 = the system's default */
+  /* Optional: the pool registers and keeps up to date, in this registry
+   * (which must outlive the pool), wpool_jobs_submitted_total,
+   * wpool_jobs_completed_total{outcome="ok|failed|canceled"},
+   * wpool_job_duration_seconds (histogram, 1 ms to 60 s),
+   * wpool_attempts_total, wpool_retries_total, and the gauges
+   * wpool_queue_depth, wpool_in_flight, wpool_workers, wpool_retry_waiting
+   * (read at each render; after destroy they read 0). Counters cost one
+   * relaxed atomic per event, no lock. metric_labels (NULL, or name, value
+   * pairs, NULL-terminated, at most 16 pairs) are added to every series:
+   * two pools sharing a registry need different ones. */
+  wp_metrics *metrics;
+  const char *const *metric_labels;
 } wp_pool_config;
 
 /* Starts the pool: creates every worker thread and runs worker_init on each.

@@ -5,6 +5,7 @@
 #include "chan.h"
 #include "ctx.h"
 #include "error.h"
+#include "metrics.h"
 #include "pool.h"
 #include "retry.h"
 

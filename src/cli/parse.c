@@ -16,6 +16,8 @@
  */
 #include "cli/parse.h"
 
+#include "core/utf8.h"
+
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -279,48 +281,6 @@ void wp__buf_printf(wp__buf *b, const char *fmt, ...) {
 
 /* ---- JSON --------------------------------------------------------------- */
 
-/* The length of the UTF-8 sequence at p[0..n): sets *ok and returns its
- * length when it is well formed; otherwise clears *ok and returns the length
- * of its maximal subpart (at least 1), the bytes one U+FFFD replaces.
- * Well formed, per Unicode Table 3-7: no overlong forms (C0, C1, E0 80..9F,
- * F0 80..8F), no surrogates (ED A0..BF), nothing past U+10FFFF (F4 90..,
- * F5..FF), no stray continuation byte, no sequence cut short. */
-static size_t utf8_seq(const unsigned char *p, size_t n, bool *ok) {
-  unsigned c = p[0];
-  unsigned need;
-  unsigned char lo = 0x80, hi = 0xBF; /* range of the second byte */
-  *ok = false;
-  if (c >= 0xC2 && c <= 0xDF) {
-    need = 1;
-  } else if (c == 0xE0) {
-    need = 2;
-    lo = 0xA0;
-  } else if ((c >= 0xE1 && c <= 0xEC) || c == 0xEE || c == 0xEF) {
-    need = 2;
-  } else if (c == 0xED) {
-    need = 2;
-    hi = 0x9F;
-  } else if (c == 0xF0) {
-    need = 3;
-    lo = 0x90;
-  } else if (c >= 0xF1 && c <= 0xF3) {
-    need = 3;
-  } else if (c == 0xF4) {
-    need = 3;
-    hi = 0x8F;
-  } else {
-    return 1;
-  }
-  size_t k;
-  for (k = 1; k <= need; k++) {
-    if (k >= n) return k;
-    unsigned char d = p[k];
-    if (k == 1 ? (d < lo || d > hi) : (d < 0x80 || d > 0xBF)) return k;
-  }
-  *ok = true;
-  return k;
-}
-
 size_t wp__json_string(wp__buf *b, const char *s, size_t n) {
   static const char hex[] = "0123456789abcdef";
   const unsigned char *p = (const unsigned char *)s;
@@ -335,7 +295,7 @@ size_t wp__json_string(wp__buf *b, const char *s, size_t n) {
     }
     if (c >= 0x80) {
       bool ok;
-      size_t k = utf8_seq(p + i, n - i, &ok);
+      size_t k = wp__utf8_seq(p + i, n - i, &ok);
       if (ok) {
         i += k;
         continue;

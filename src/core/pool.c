@@ -49,6 +49,7 @@
 #include <string.h>
 
 #include "core/internal.h"
+#include "core/pool_metrics.h"
 #include "wpool/error.h"
 #include "wpool/pool.h"
 #include "wpool/retry.h"
@@ -149,6 +150,7 @@ struct wp_pool {
   wp_ctx *root;
   wp_worker *workers;
   unsigned nworkers;
+  wp__pool_metrics metrics; /* cfg.metrics; no series if NULL */
 };
 
 /* ---- job accessors ------------------------------------------------------ */
@@ -333,6 +335,7 @@ static void flush_results(wp_pool *p, wp_worker *w) {
 static void deliver(wp_pool *p, wp_worker *w, wp_job *j) {
   wp_result r;
   make_result(j, &r);
+  wp__pool_metrics_result(&p->metrics, &r, j->outcome);
   if (p->cfg.on_result) {
     p->cfg.on_result(&r, p->cfg.userdata);
   } else if (!w) {
@@ -510,9 +513,11 @@ static bool should_retry(wp_pool *p, wp_job *j, int err) {
   return err != WP_ECANCELED;
 }
 
-void wp_worker_finish(wp_worker *w, wp_job *j, int err) {
+/* started: the attempt ran (false: taken, then canceled before it began). */
+static void finish(wp_worker *w, wp_job *j, int err, bool started) {
   wp_pool *p = w->pool;
   j->err = err;
+  if (started) wp_counter_add(p->metrics.attempts, 1);
   if (err != 0 && p->cfg.retry.max_attempts > 1 && should_retry(p, j, err)) {
     int64_t delay =
         j->retry_after_ns >= 0
@@ -527,6 +532,7 @@ void wp_worker_finish(wp_worker *w, wp_job *j, int err) {
        * outstanding (its slot is held), so submit cannot overflow. */
       p->taken--;
       p->retries++;
+      wp_counter_add(p->metrics.retries, 1);
       heap_push(p, j);
       if (p->heap[0] == j) {
         if (p->idle > p->wakes_pending) {
@@ -554,6 +560,10 @@ void wp_worker_finish(wp_worker *w, wp_job *j, int err) {
   }
 }
 
+void wp_worker_finish(wp_worker *w, wp_job *j, int err) {
+  finish(w, j, err, true);
+}
+
 /* The post's worker, as a driver: one blocking task at a time. */
 static void task_driver(wp_worker *w, void *state, void *userdata) {
   (void)userdata;
@@ -571,7 +581,7 @@ static void task_driver(wp_worker *w, void *state, void *userdata) {
       if (wp_ctx_err(j->ctx) != 0) {
         j->attempts--; /* taken, never started */
         w->not_started++;
-        wp_worker_finish(w, j, WP_ECANCELED);
+        finish(w, j, WP_ECANCELED, false);
         continue;
       }
       wp_worker_finish(w, j, p->cfg.task(j->ctx, j, state));
@@ -679,6 +689,8 @@ int wp_pool_create(const wp_pool_config *cfg, wp_pool **out) {
   }
   rc = wp_ctx_with_cancel(NULL, &p->root);
   if (rc != 0) goto fail_ctx;
+  rc = wp__pool_metrics_init(&p->metrics, cfg->metrics, cfg->metric_labels, p);
+  if (rc != 0) goto fail_metrics;
 
   for (size_t i = bound; i-- > 0;) {
     p->slots[i].ctx = p->root;
@@ -730,11 +742,17 @@ int wp_pool_create(const wp_pool_config *cfg, wp_pool **out) {
     pool_free(p);
     return rc;
   }
+  rc = wp__pool_metrics_start(&p->metrics);
+  if (rc != 0) {
+    wp_pool_destroy(p);
+    return rc;
+  }
   *out = p;
   return 0;
 
 fail_attr:
   rc = WP_ESYSTEM;
+fail_metrics:
   wp_ctx_release(p->root);
 fail_ctx:
   pthread_cond_destroy(&p->gate_cv);
@@ -787,6 +805,7 @@ static int submit(wp_pool *p, uint64_t id, void *arg, wp_ctx *ctx, bool wait) {
       j->started_ns = 0;
       p->outstanding++;
       p->submitted++;
+      wp_counter_add(p->metrics.submitted, 1);
       ring_push(p, j);
       wake_one_locked(p);
       rc = 0;
@@ -947,6 +966,7 @@ void wp_pool_destroy(wp_pool *p) {
   bool joined = p->joined;
   pthread_mutex_unlock(&p->mu);
   if (!joined) wp_pool_shutdown_now(p, NULL);
+  wp__pool_metrics_stop(&p->metrics);
   pool_free(p);
 }
 
