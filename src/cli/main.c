@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #include "cli/input.h"
+#include "cli/obs.h"
 #include "cli/parse.h"
 #include "fetch/fetch.h"
 #include "wpool/wpool.h"
@@ -58,6 +59,7 @@ typedef struct options {
   int progress; /* -1: auto (stderr is a terminal) */
   char **files;
   size_t nfiles;
+  wp__obs_options obs; /* metrics, logs, traces (cli/obs.h) */
 } options;
 
 static const char *prog = "wpool";
@@ -161,6 +163,7 @@ static void print_fetch_help(FILE *f) {
       "way\n"
       "the jobs read so far are exactly the jobs with a result.\n",
       prog, WPOOL_VERSION);
+  fprintf(f, "\n%s", wp__obs_help);
 }
 
 static void print_main_help(FILE *f) {
@@ -222,6 +225,7 @@ static void parse_fetch_args(int argc, char **argv, options *o) {
       {"loops", required_argument, NULL, OPT_LOOPS},
       {"help", no_argument, NULL, 'h'},
       {"version", no_argument, NULL, 'V'},
+      WP__OBS_LONG_OPTIONS,
       {NULL, 0, NULL, 0},
   };
   memset(o, 0, sizeof *o);
@@ -232,6 +236,7 @@ static void parse_fetch_args(int argc, char **argv, options *o) {
   o->max_body = 10ULL << 20;
   o->format = WP__FMT_TEXT;
   o->progress = -1;
+  wp__obs_options_init(&o->obs);
   o->headers = calloc((size_t)argc, sizeof *o->headers);
   if (!o->headers) usage_error("out of memory");
   opterr = 0;
@@ -239,6 +244,10 @@ static void parse_fetch_args(int argc, char **argv, options *o) {
   int c;
   while ((c = getopt_long(argc, argv, ":w:q:t:X:H:A:o:f:hV", longs, NULL)) !=
          -1) {
+    char obs_err[512];
+    int taken = wp__obs_option(&o->obs, c, optarg, obs_err, sizeof obs_err);
+    if (taken < 0) usage_error("%s", obs_err);
+    if (taken > 0) continue;
     switch (c) {
       case 'w':
         o->workers = (unsigned)opt_uint("--workers", optarg, 1, 10000);
@@ -378,6 +387,8 @@ typedef struct run {
   wp__reader *rd;
   int input_error; /* a read error mid-run */
   char input_errmsg[512];
+
+  wp__obs *obs; /* metrics, logs, traces; NULL when none is asked for */
 } run;
 
 static run R;
@@ -427,6 +438,7 @@ static void emit_locked(const wp_result *res) {
 static void on_result(const wp_result *res, void *userdata) {
   (void)userdata;
   job *j = res->arg;
+  wp__obs_result(R.obs, res, &j->req, j->url_len);
   pthread_mutex_lock(&R.out_mu);
   count_locked(res, j);
   atomic_fetch_add(&R.done, 1);
@@ -500,6 +512,7 @@ static void *producer(void *arg) {
     j->req.url = j->url;
     j->req.bad = line.bad;
     j->req.status = -1;
+    wp__obs_new_job(R.obs, &j->req);
     atomic_store(&R.read_jobs, id);
 
     if (R.o->ordered) {
@@ -684,6 +697,13 @@ static int cmd_fetch(int argc, char **argv) {
       return EXIT_USAGE;
     }
   }
+  if (wp__obs_start(&R.obs, &o.obs, err, sizeof err) != 0) {
+    fprintf(stderr, "%s fetch: %s\n", prog, err);
+    if (R.out != stdout) fclose(R.out);
+    wp__reader_close(rd);
+    free(o.headers);
+    return EXIT_USAGE;
+  }
   R.out_is_tty = isatty(fileno(R.out));
   static char outbuf[1 << 16];
   if (!R.out_is_tty) setvbuf(R.out, outbuf, _IOFBF, sizeof outbuf);
@@ -728,6 +748,7 @@ static int cmd_fetch(int argc, char **argv) {
   fc.nheaders = o.nheaders;
   fc.user_agent = o.user_agent;
   fc.on_result = on_result;
+  wp__obs_fetch_config(R.obs, &fc);
   int rc = wp__fetch_create(&fc, &R.engine, err, sizeof err);
   if (rc != 0) {
     fprintf(stderr, "%s fetch: %s\n", prog, err);
@@ -742,6 +763,18 @@ static int cmd_fetch(int argc, char **argv) {
     fwrite(R.buf.data, 1, R.buf.len, R.out);
   }
   R.start_ns = wp_now_ns();
+  {
+    wp__log_field f[] = {
+        WP__FUINT("workers", o.workers),
+        WP__FUINT("queue", o.queue),
+        WP__FDBL("timeout_ms", (double)o.timeout_ns / 1e6),
+        o.deadline_ns ? WP__FDBL("deadline_ms", (double)o.deadline_ns / 1e6)
+                      : WP__FNULL("deadline_ms"),
+        WP__FUINT("inputs", o.nfiles),
+        WP__FSTR("output", o.output ? o.output : "-"),
+        WP__FSTR("version", WPOOL_VERSION)};
+    wp__obs_log(R.obs, WP__LOG_INFO, "run start", f, sizeof f / sizeof f[0]);
+  }
   pthread_create(&R.controller, NULL, controller, NULL);
   pthread_t prog_thread, prod_thread;
   if (show_progress) pthread_create(&prog_thread, NULL, progress, NULL);
@@ -773,15 +806,32 @@ static int cmd_fetch(int argc, char **argv) {
   }
   if (R.write_failed && R.write_errno != EPIPE) {
     char eb[128];
-    fprintf(stderr, "%s fetch: writing results: %s\n", prog,
-            strerror_r(R.write_errno, eb, sizeof eb));
+    const char *why = strerror_r(R.write_errno, eb, sizeof eb);
+    fprintf(stderr, "%s fetch: writing results: %s\n", prog, why);
+    wp__log_field f[] = {WP__FSTR("error", why)};
+    wp__obs_log(R.obs, WP__LOG_ERROR, "writing results failed", f, 1);
   }
-  if (R.input_error)
+  if (R.input_error) {
     fprintf(stderr, "%s fetch: reading input: %s\n", prog, R.input_errmsg);
-  if (atomic_load(&R.deadline_hit))
+    wp__log_field f[] = {WP__FSTR("error", R.input_errmsg)};
+    wp__obs_log(R.obs, WP__LOG_ERROR, "reading input failed", f, 1);
+  }
+  if (atomic_load(&R.deadline_hit)) {
     fprintf(stderr, "%s fetch: --deadline passed: the run was cut short\n",
             prog);
-  summary();
+    wp__obs_log(R.obs, WP__LOG_WARN, "--deadline passed: the run was cut short",
+                NULL, 0);
+  }
+  /* Structured logs on stderr carry the summary as a record instead. */
+  if (!wp__obs_owns_stderr(R.obs)) summary();
+  {
+    wp__log_field f[] = {
+        WP__FUINT("jobs", R.n_ok + R.n_failed + R.n_canceled),
+        WP__FUINT("ok", R.n_ok), WP__FUINT("failed", R.n_failed),
+        WP__FUINT("canceled", R.n_canceled),
+        WP__FDBL("elapsed_ms", (double)(wp_now_ns() - R.start_ns) / 1e6)};
+    wp__obs_finish(R.obs, f, sizeof f / sizeof f[0]);
+  }
 
   int status = EXIT_OK;
   if (R.n_failed + R.n_canceled > 0 || R.write_failed)
@@ -790,6 +840,7 @@ static int cmd_fetch(int argc, char **argv) {
   if (atomic_load(&R.signaled)) status = EXIT_SIGNAL;
 
   wp__fetch_destroy(R.engine);
+  wp__obs_stop(R.obs); /* after the engine: its pool updates the metrics */
   if (R.out != stdout) fclose(R.out);
   if (joined) wp__reader_close(rd);
   wp_ctx_release(R.done_ctx);

@@ -26,11 +26,13 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "wpool/error.h"
@@ -49,6 +51,10 @@ typedef struct xfer {
   bool too_big;
   loop *lp;
   struct xfer *next_free;
+  /* cfg.trace: this slot's own header list, the traceparent line first
+   * (rewritten in place before each request) then cfg.headers. */
+  struct curl_slist *hdrs;
+  wp__fetch_attempt at; /* the attempt in flight, for the hook */
   char errbuf[CURL_ERROR_SIZE];
 } xfer;
 
@@ -61,6 +67,7 @@ struct loop {
   int64_t curl_due; /* when curl wants socket_action(TIMEOUT); INT64_MAX */
   xfer *xfers;
   xfer *free_list;
+  uint64_t rng; /* span IDs */
 };
 
 struct wp__fetch {
@@ -70,6 +77,8 @@ struct wp__fetch {
   char *user_agent;
   unsigned nloops;
   loop *loops;
+  /* wpool_http_responses_total{code}, registered at a code's first sight. */
+  _Atomic(wp_counter *) codes[600];
 };
 
 /* ---- curl callbacks ---------------------------------------------------- */
@@ -147,7 +156,25 @@ static int easy_setup(loop *lp, CURL *e, xfer *x) {
   if (c->head) SET(CURLOPT_NOBODY, 1L);
   SET(CURLOPT_WRITEFUNCTION, write_cb);
   SET(CURLOPT_WRITEDATA, x);
-  if (lp->f->headers) SET(CURLOPT_HTTPHEADER, lp->f->headers);
+  if (c->trace) {
+    /* "traceparent: 00-" 32 hex "-" 16 hex "-01": rewritten per request. */
+    x->hdrs = curl_slist_append(
+        NULL,
+        "traceparent: 00-00000000000000000000000000000000-0000000000000000-01");
+    for (const struct curl_slist *h = lp->f->headers; h && x->hdrs;
+         h = h->next) {
+      struct curl_slist *n = curl_slist_append(x->hdrs, h->data);
+      if (!n) {
+        curl_slist_free_all(x->hdrs);
+        x->hdrs = NULL;
+      }
+      x->hdrs = n;
+    }
+    if (!x->hdrs) return -1;
+    SET(CURLOPT_HTTPHEADER, x->hdrs);
+  } else if (lp->f->headers) {
+    SET(CURLOPT_HTTPHEADER, lp->f->headers);
+  }
   SET(CURLOPT_USERAGENT, lp->f->user_agent);
   if (c->max_body) SET(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)c->max_body);
   SET(CURLOPT_ERRORBUFFER, x->errbuf);
@@ -156,19 +183,94 @@ static int easy_setup(loop *lp, CURL *e, xfer *x) {
   return rc == CURLE_OK ? 0 : -1;
 }
 
-static void fail_job(loop *lp, wp_job *job, int err, const char *msg) {
+/* ---- observability hooks --------------------------------------------------
+ */
+
+static int64_t unix_now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static uint64_t loop_rand(loop *lp) { /* splitmix64 */
+  uint64_t z = (lp->rng += 0x9e3779b97f4a7c15u);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
+  return z ^ (z >> 31);
+}
+
+static void put_hex(char *out, const uint8_t *b, size_t n) {
+  static const char hex[] = "0123456789abcdef";
+  for (size_t i = 0; i < n; i++) {
+    out[2 * i] = hex[b[i] >> 4];
+    out[2 * i + 1] = hex[b[i] & 15];
+  }
+}
+
+/* An attempt begins: its span ID (never all zero) and the start hook. */
+static void attempt_begin(loop *lp, wp_job *job, wp__fetch_attempt *a) {
+  const wp__fetch_config *c = &lp->f->cfg;
+  memset(a, 0, sizeof *a);
+  a->req = wp_job_arg(job);
+  a->id = wp_job_id(job);
+  a->attempt = wp_job_attempt(job);
+  if (c->trace) {
+    uint64_t r;
+    do r = loop_rand(lp);
+    while (r == 0);
+    memcpy(a->span_id, &r, sizeof r);
+  }
+  if (c->on_attempt) {
+    a->start_unix_ns = unix_now_ns();
+    a->elapsed_ns = wp_now_ns(); /* the start, until the end */
+    c->on_attempt(a, c->userdata);
+  }
+}
+
+/* An attempt ends with err (just before the pool hears of it). */
+static void attempt_end(loop *lp, wp__fetch_attempt *a, int err) {
+  const wp__fetch_config *c = &lp->f->cfg;
+  if (c->metrics && a->req->status >= 100 && a->req->status < 600) {
+    int code = a->req->status;
+    wp_counter *ctr =
+        atomic_load_explicit(&lp->f->codes[code], memory_order_acquire);
+    if (!ctr) {
+      char v[8];
+      snprintf(v, sizeof v, "%d", code);
+      /* The registry returns the same series to every loop. */
+      wp_metrics_counter(c->metrics, "wpool_http_responses_total",
+                         "HTTP responses received (the final response of "
+                         "each attempt), by status code.",
+                         (const char *[]){"code", v, NULL}, &ctr);
+      atomic_store_explicit(&lp->f->codes[code], ctr, memory_order_release);
+    }
+    wp_counter_add(ctr, 1);
+  }
+  if (!c->on_attempt) return;
+  a->ended = true;
+  a->err = err;
+  a->end_unix_ns = unix_now_ns();
+  a->elapsed_ns = wp_now_ns() - a->elapsed_ns;
+  c->on_attempt(a, c->userdata);
+}
+
+static void fail_job(loop *lp, wp_job *job, wp__fetch_attempt *a, int err,
+                     const char *msg) {
   wp__fetch_req *req = wp_job_arg(job);
   snprintf(req->error, sizeof req->error, "%s", msg);
+  attempt_end(lp, a, err);
   wp_worker_finish(lp->w, job, err);
 }
 
 static void start(loop *lp, wp_job *job) {
   wp__fetch_req *req = wp_job_arg(job);
+  wp__fetch_attempt a;
+  attempt_begin(lp, job, &a);
   req->status = -1;
   req->bytes = 0;
   req->error[0] = '\0';
   if (req->bad) {
-    fail_job(lp, job, WP__FETCH_EBADLINE, req->bad);
+    fail_job(lp, job, &a, WP__FETCH_EBADLINE, req->bad);
     return;
   }
   xfer *x = lp->free_list;
@@ -177,7 +279,9 @@ static void start(loop *lp, wp_job *job) {
     if (!x->easy || easy_setup(lp, x->easy, x) != 0) {
       curl_easy_cleanup(x->easy);
       x->easy = NULL;
-      fail_job(lp, job, WP__FETCH_ESETUP, "could not set up a transfer");
+      curl_slist_free_all(x->hdrs);
+      x->hdrs = NULL;
+      fail_job(lp, job, &a, WP__FETCH_ESETUP, "could not set up a transfer");
       return;
     }
   }
@@ -186,10 +290,15 @@ static void start(loop *lp, wp_job *job) {
   x->bytes = 0;
   x->too_big = false;
   x->errbuf[0] = '\0';
+  x->at = a;
+  if (x->hdrs) { /* "traceparent: 00-" is 16 bytes */
+    put_hex(x->hdrs->data + 16, req->trace_id, 16);
+    put_hex(x->hdrs->data + 16 + 33, a.span_id, 8);
+  }
   if (curl_easy_setopt(x->easy, CURLOPT_URL, req->url) != CURLE_OK ||
       curl_multi_add_handle(lp->multi, x->easy) != CURLM_OK) {
     x->job = NULL;
-    fail_job(lp, job, WP__FETCH_ESETUP, "could not start the transfer");
+    fail_job(lp, job, &a, WP__FETCH_ESETUP, "could not start the transfer");
     return;
   }
   lp->free_list = x->next_free;
@@ -233,6 +342,7 @@ static void complete(loop *lp, xfer *x, CURLcode code) {
         ra > 0)
       wp_job_set_retry_after(job, (int64_t)ra * 1000000000LL);
   }
+  attempt_end(lp, &x->at, err);
   release_slot(lp, x);
   wp_worker_finish(lp->w, job, err);
 }
@@ -259,6 +369,7 @@ static void cancel_all(loop *lp) {
     curl_multi_remove_handle(lp->multi, x->easy);
     req->bytes = x->bytes;
     snprintf(req->error, sizeof req->error, "canceled");
+    attempt_end(lp, &x->at, WP_ECANCELED);
     release_slot(lp, x);
     wp_worker_finish(lp->w, job, WP_ECANCELED);
   }
@@ -272,6 +383,8 @@ static int loop_init(void *userdata, unsigned index, void **state) {
   loop *lp = &f->loops[index];
   lp->f = f;
   lp->curl_due = INT64_MAX;
+  lp->rng = (uint64_t)unix_now_ns() ^ ((uint64_t)(uintptr_t)lp << 16) ^
+            (uint64_t)wp_now_ns();
   lp->epfd = epoll_create1(EPOLL_CLOEXEC);
   lp->wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
   lp->xfers = calloc(lp->slots, sizeof *lp->xfers);
@@ -307,8 +420,10 @@ static void loop_cleanup(void *userdata, unsigned index, void *state) {
   (void)userdata;
   (void)index;
   loop *lp = state;
-  for (unsigned i = 0; i < lp->slots; i++)
+  for (unsigned i = 0; i < lp->slots; i++) {
     if (lp->xfers[i].easy) curl_easy_cleanup(lp->xfers[i].easy);
+    curl_slist_free_all(lp->xfers[i].hdrs);
+  }
   curl_multi_cleanup(lp->multi);
   free(lp->xfers);
   close(lp->wakefd);
@@ -491,6 +606,7 @@ int wp__fetch_create(const wp__fetch_config *cfg, wp__fetch **out, char *errbuf,
   pc.userdata = f;
   pc.retry = cfg->retry;
   pc.retry.retryable = retryable_tramp;
+  pc.metrics = cfg->metrics;
   rc = wp_pool_create(&pc, &f->pool);
   if (rc != 0) {
     snprintf(errbuf, errlen, "cannot start the engine: %s", wp_strerror(rc));

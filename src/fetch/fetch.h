@@ -27,6 +27,12 @@
 typedef struct wp__fetch_req {
   const char *url; /* NUL-terminated */
   const char *bad; /* non-NULL: not fetched; the result fails with this */
+  /* Tracing (cfg.trace): the job's trace and its own span, the parent of
+   * every attempt's span; set by the caller before submit. */
+  uint8_t trace_id[16];
+  uint8_t span_id[8];
+  int64_t started_unix_ns; /* free for the attempt hook (the first
+                              attempt's start, for the job's span) */
   /* Outputs, written by the engine before the result is delivered. */
   int status;     /* HTTP status of the final response, -1 if none */
   uint64_t bytes; /* body bytes received */
@@ -41,6 +47,26 @@ enum {
   WP__FETCH_EBODY = 3000, /* the body exceeded max_body */
   WP__FETCH_ESETUP = 3001 /* could not set up the transfer */
 };
+
+/* One attempt, as the attempt hook sees it. */
+typedef struct wp__fetch_attempt {
+  wp__fetch_req *req; /* with the outputs of this attempt when ended */
+  uint64_t id;        /* the job's ID */
+  unsigned attempt;   /* 1 for the first */
+  bool ended;         /* false: about to start (req holds the previous attempt's
+                         outputs, if any); true: over */
+  int err;            /* when ended: the result code of this attempt (0 = ok) */
+  int64_t start_unix_ns, end_unix_ns; /* wall clock; end when ended */
+  int64_t elapsed_ns;                 /* monotonic; when ended */
+  uint8_t span_id[8]; /* cfg.trace: this attempt's span, sent in the
+                         traceparent header; zero otherwise */
+} wp__fetch_attempt;
+
+/* Called on a loop thread at the start and at the end of every attempt
+ * (with no lock of the engine or the pool held). It must be quick and must
+ * not wait for the pool. */
+typedef void (*wp__fetch_attempt_cb)(const wp__fetch_attempt *a,
+                                     void *userdata);
 
 typedef struct wp__fetch_config {
   unsigned concurrency; /* transfers in flight, 1..10000 */
@@ -57,6 +83,13 @@ typedef struct wp__fetch_config {
   wp_result_cb on_result; /* called on a loop thread, see pool.h */
   void *userdata;
   wp_retry_policy retry;
+  /* Observability, all optional. metrics: the pool's wpool_* metrics and
+   * wpool_http_responses_total{code}. on_attempt: see above. trace: send a
+   * W3C traceparent header "00-<req trace_id>-<attempt span_id>-01" on
+   * every request, with a new span ID per attempt. */
+  wp_metrics *metrics;
+  wp__fetch_attempt_cb on_attempt;
+  bool trace;
 } wp__fetch_config;
 
 typedef struct wp__fetch wp__fetch;
