@@ -17,7 +17,7 @@ BUILD := build
 
 # Debian packages the build and the tests need.
 DEPS := build-essential cmake pkg-config valgrind python3 clang libclang-rt-14-dev \
-        libcurl4-openssl-dev libmicrohttpd-dev
+        libcurl4-openssl-dev libmicrohttpd-dev prometheus
 
 .PHONY: all build deps run test test-plain test-asan test-tsan valgrind install bench clean format
 

@@ -371,7 +371,7 @@ void wp__obs_finish(wp__obs *ob, const wp__log_field *summary, size_t n) {
   if (!ob) return;
   if (ob->tracer) {
     uint64_t exported, dropped;
-    wp__tracer_close(ob->tracer, 5000000000LL, &exported, &dropped);
+    wp__tracer_close(ob->tracer, 2000000000LL, &exported, &dropped);
     ob->tracer = NULL;
     /* The summary gains the span counts, final now. */
     wp__log_field *f = calloc(n + 2, sizeof *f);

@@ -432,6 +432,10 @@ int wp_worker_take(wp_worker *w, wp_job **jobs, size_t max, int flags) {
       break;
     }
     if (p->closed && p->heap_len == 0) {
+      /* A worker that went to sleep after shutdown's wake, while a retry
+       * was still waiting (another worker keeping its time), sleeps without
+       * a timer: it must hear that nothing will come. */
+      if (p->idle > 0) pthread_cond_broadcast(&p->work_cv);
       rc = WP_ECLOSED;
       break;
     }

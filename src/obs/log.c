@@ -41,11 +41,13 @@ const char *wp__log_level_name(enum wp__log_level l) {
 void wp__rfc3339_ms(char out[32], int64_t unix_ns) {
   /* Years 0000 to 9999 only: what RFC 3339 can write. */
   const int64_t max_s = 253402300799; /* 9999-12-31T23:59:59Z */
-  int64_t secs = unix_ns / 1000000000, ms = (unix_ns % 1000000000) / 1000000;
-  if (ms < 0) {
-    ms += 1000;
+  /* Floor division: a time before the epoch rounds down, like after it. */
+  int64_t secs = unix_ns / 1000000000, rem = unix_ns % 1000000000;
+  if (rem < 0) {
+    rem += 1000000000;
     secs--;
   }
+  int64_t ms = rem / 1000000;
   if (secs < -62167219200) secs = -62167219200, ms = 0; /* 0000-01-01 */
   if (secs > max_s) secs = max_s, ms = 999;
   time_t t = (time_t)secs;

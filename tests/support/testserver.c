@@ -29,6 +29,13 @@
  * here calls MHD while holding stats.lock, so the order is timer.lock ->
  * MHD's internal lock, and stats.lock is a leaf.
  *
+ * Tracing. Each request's traceparent header is recorded (path and value,
+ * at most TRACE_SEEN_MAX, readable at GET /traces/seen), and POST
+ * /v1/traces is an OTLP/HTTP receiver: it stores each body as it came (at
+ * most OTLP_BODY_MAX bytes each, OTLP_TOTAL_MAX in all) and GET
+ * /v1/traces/received returns {"exports": [body, ...]}. Both are cleared
+ * by /stats/reset; traces.lock guards them (a leaf, like stats.lock).
+ *
  * Bounds. Every map (paths, flaky keys, retry-after keys, hosts) holds at
  * most MAP_MAX_ENTRIES keys: further paths and hosts are counted under
  * OVERFLOW_KEY, further flaky and retry-after keys get a 500. A
@@ -71,6 +78,10 @@
 #define MAX_REDIRECTS 1000000u
 #define MAX_FLAKY 1000000000u
 #define MAX_RETRY_AFTER_S 86400u
+#define TRACE_SEEN_MAX 200000u
+#define TRACEPARENT_MAX 128u
+#define OTLP_BODY_MAX (16u << 20)
+#define OTLP_TOTAL_MAX (256u << 20)
 
 static bool log_requests;
 
@@ -317,6 +328,8 @@ struct req {
   unsigned status; /* 0 until a response is queued */
   char method[16];
   char *url; /* only with --log */
+  bool otlp; /* POST /v1/traces: the body is kept */
+  struct buf body;
 };
 
 static void stats_begin(struct req *r, struct MHD_Connection *c,
@@ -372,6 +385,86 @@ static void stats_reset(void) {
   map_filter(&stats.retry, NULL);
   map_filter(&stats.hosts, host_busy);
   pthread_mutex_unlock(&stats.lock);
+}
+
+/* Tracing: see the top of the file. */
+struct seen {
+  char *path;
+  char tp[TRACEPARENT_MAX];
+};
+
+static struct {
+  pthread_mutex_t lock;
+  struct seen *seen;
+  size_t nseen, capseen;
+  uint64_t seen_dropped;
+  struct buf *bodies;
+  size_t nbodies, capbodies, total;
+  uint64_t bodies_dropped;
+} traces = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static void traces_record(struct MHD_Connection *c, const char *url) {
+  const char *tp =
+      MHD_lookup_connection_value(c, MHD_HEADER_KIND, "traceparent");
+  if (!tp) return;
+  pthread_mutex_lock(&traces.lock);
+  if (traces.nseen == traces.capseen && traces.nseen < TRACE_SEEN_MAX) {
+    size_t cap = traces.capseen ? traces.capseen * 2 : 1024;
+    struct seen *v = realloc(traces.seen, cap * sizeof *v);
+    if (v) {
+      traces.seen = v;
+      traces.capseen = cap;
+    }
+  }
+  char *path = traces.nseen < traces.capseen ? strdup(url) : NULL;
+  if (path) {
+    struct seen *e = &traces.seen[traces.nseen++];
+    e->path = path;
+    snprintf(e->tp, sizeof e->tp, "%s", tp);
+  } else {
+    traces.seen_dropped++;
+  }
+  pthread_mutex_unlock(&traces.lock);
+}
+
+/* Takes the body (its memory) if it fits the bounds. */
+static bool traces_store_body(struct buf *body) {
+  bool ok = false;
+  pthread_mutex_lock(&traces.lock);
+  if (traces.total + body->len <= OTLP_TOTAL_MAX) {
+    if (traces.nbodies == traces.capbodies) {
+      size_t cap = traces.capbodies ? traces.capbodies * 2 : 64;
+      struct buf *v = realloc(traces.bodies, cap * sizeof *v);
+      if (v) {
+        traces.bodies = v;
+        traces.capbodies = cap;
+      }
+    }
+    if (traces.nbodies < traces.capbodies) {
+      traces.bodies[traces.nbodies++] = *body;
+      traces.total += body->len;
+      memset(body, 0, sizeof *body);
+      ok = true;
+    }
+  }
+  if (!ok) traces.bodies_dropped++;
+  pthread_mutex_unlock(&traces.lock);
+  return ok;
+}
+
+static void traces_reset(void) {
+  pthread_mutex_lock(&traces.lock);
+  for (size_t i = 0; i < traces.nseen; i++) free(traces.seen[i].path);
+  for (size_t i = 0; i < traces.nbodies; i++) free(traces.bodies[i].p);
+  traces.nseen = traces.nbodies = traces.total = 0;
+  traces.seen_dropped = traces.bodies_dropped = 0;
+  pthread_mutex_unlock(&traces.lock);
+}
+
+static void traces_free(void) {
+  traces_reset();
+  free(traces.seen);
+  free(traces.bodies);
 }
 
 static void json_counts(struct buf *b, const char *name, const struct map *m) {
@@ -925,6 +1018,54 @@ static enum MHD_Result route_echo_headers(struct MHD_Connection *c,
   return send_json(c, r, &b);
 }
 
+/* {"seen": [{"path": P, "traceparent": T}, ...], "dropped": N} */
+static enum MHD_Result route_traces_seen(struct MHD_Connection *c,
+                                         struct req *r) {
+  struct buf b = {0};
+  pthread_mutex_lock(&traces.lock);
+  buf_str(&b, "{\"seen\": [");
+  for (size_t i = 0; i < traces.nseen; i++) {
+    buf_str(&b, i ? ",\n {\"path\": " : "\n {\"path\": ");
+    buf_json(&b, traces.seen[i].path);
+    buf_str(&b, ", \"traceparent\": ");
+    buf_json(&b, traces.seen[i].tp);
+    buf_str(&b, "}");
+  }
+  buf_str(&b, "],\n \"dropped\": ");
+  buf_u64(&b, traces.seen_dropped);
+  buf_str(&b, "}\n");
+  pthread_mutex_unlock(&traces.lock);
+  return send_json(c, r, &b);
+}
+
+/* {"exports": [body, ...], "dropped": N}: the bodies as they came. */
+static enum MHD_Result route_traces_received(struct MHD_Connection *c,
+                                             struct req *r) {
+  struct buf b = {0};
+  pthread_mutex_lock(&traces.lock);
+  buf_str(&b, "{\"exports\": [");
+  for (size_t i = 0; i < traces.nbodies; i++) {
+    buf_str(&b, i ? ",\n" : "\n");
+    buf_add(&b, traces.bodies[i].p ? traces.bodies[i].p : "null",
+            traces.bodies[i].p ? traces.bodies[i].len : 4);
+  }
+  buf_str(&b, "],\n \"dropped\": ");
+  buf_u64(&b, traces.bodies_dropped);
+  buf_str(&b, "}\n");
+  pthread_mutex_unlock(&traces.lock);
+  return send_json(c, r, &b);
+}
+
+/* POST /v1/traces: an OTLP/HTTP JSON receiver that keeps what it got. */
+static enum MHD_Result route_otlp(struct MHD_Connection *c, struct req *r) {
+  if (r->body.oom) return send_text(c, r, 413, "body too large\n");
+  if (!traces_store_body(&r->body))
+    return send_text(c, r, 507, "receiver full\n");
+  struct buf ok = {0};
+  buf_str(&ok, "{}");
+  return send_json(c, r, &ok);
+}
+
 static enum MHD_Result route_stats(struct MHD_Connection *c, struct req *r) {
   struct buf b = {0};
   stats_json(&b);
@@ -948,8 +1089,12 @@ static enum MHD_Result route(struct MHD_Connection *c, struct req *r,
     if (!get && strcmp(method, "POST") != 0)
       return send_not_allowed(c, r, "GET, HEAD, POST");
     stats_reset();
+    traces_reset();
     return send_text(c, r, 200, "stats reset\n");
   }
+  if (r->otlp) return route_otlp(c, r);
+  if (strcmp(url, "/hang") == 0) /* any method: a collector that hangs */
+    return park(c, r, UINT64_MAX) ? MHD_YES : MHD_NO;
   if (!get) return send_not_allowed(c, r, "GET, HEAD");
   if (strcmp(url, "/") == 0 || strcmp(url, "/ok") == 0) {
     r->status = 200;
@@ -971,6 +1116,9 @@ static enum MHD_Result route(struct MHD_Connection *c, struct req *r,
     return route_retry_after(c, r, arg);
   if (strcmp(url, "/echo-headers") == 0) return route_echo_headers(c, r);
   if (strcmp(url, "/stats") == 0) return route_stats(c, r);
+  if (strcmp(url, "/traces/seen") == 0) return route_traces_seen(c, r);
+  if (strcmp(url, "/v1/traces/received") == 0)
+    return route_traces_received(c, r);
   return send_text(c, r, 404, "not found\n");
 }
 
@@ -998,9 +1146,17 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c,
     if (log_requests) r->url = strdup(url);
     *con_cls = r;
     stats_begin(r, c, url);
+    traces_record(c, url);
+    r->otlp = strcmp(method, "POST") == 0 && strcmp(url, "/v1/traces") == 0;
     return MHD_YES;
   }
   if (*upload_size != 0) {
+    if (r->otlp && !r->body.oom) {
+      if (r->body.len + *upload_size > OTLP_BODY_MAX)
+        r->body.oom = true; /* answered 413 */
+      else
+        buf_add(&r->body, upload, *upload_size);
+    }
     *upload_size = 0;
     return MHD_YES;
   }
@@ -1023,6 +1179,7 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls,
             toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "" : " (aborted)");
   }
   free(r->url);
+  free(r->body.p);
   free(r);
 }
 
@@ -1044,7 +1201,9 @@ static void usage(FILE *f) {
       "  /redirect/N /redirect-to?url=U[&status=S] /redirect-loop "
       "/flaky/KEY/K\n"
       "  /retry-after/S[?key=K][&form=date] /echo-headers /stats "
-      "/stats/reset\n",
+      "/stats/reset\n"
+      "  /traces/seen (traceparent per request) /v1/traces/received\n"
+      "POST: /v1/traces (OTLP/HTTP JSON receiver), /hang, /stats/reset\n",
       f);
 }
 
@@ -1218,6 +1377,7 @@ int main(int argc, char **argv) {
   map_free(&stats.flaky);
   map_free(&stats.retry);
   map_free(&stats.hosts);
+  traces_free();
   return 0;
 
 bad_usage:
