@@ -22,8 +22,8 @@ import time
 import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (SLOW, WPOOL, Failure, Server, by_id, check, check_ids,  # noqa: E402
-                     check_no_sanitizer_report, eq, fail, main, note, parse_jsonl,
+from harness import (SLOW, WPOOL, Server, by_id, check, check_ids,  # noqa: E402
+                     check_no_sanitizer_report, eq, fail, main, parse_jsonl,
                      run_wpool, wait_until, write_file, _kill_group)
 
 TS_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
