@@ -1,293 +1,105 @@
 #!/bin/sh
-# bench/fetch.sh: `wpool fetch` against the post's Go program, curl
-# --parallel and wrk, side by side on the same machine in the same run,
-# all fetching from one local nginx.
+# bench/fetch.sh: `wpool fetch` against the post's Go program (as written
+# and tuned), curl --parallel, xargs + curl and wrk, side by side on the same
+# machine in the same run, all fetching from one local nginx.
 #
-#   sh bench/fetch.sh                200,000 URLs, 3 reps, workers 1 8 64 256 1024
-#   QUICK=1 sh bench/fetch.sh         20,000 URLs, 1 rep,  workers 8 64 256 1024
+#   sh bench/fetch.sh           100,000 URLs, 3 reps, workers 1 4 16 64 256 1024
+#   QUICK=1 sh bench/fetch.sh    10,000 URLs, 1 rep,  workers 1 16 256 1024
 #
 # Environment (all optional):
 #   REPS=n        repetitions per worker count and peer (default 3; QUICK: 1)
-#   NURLS=n       URLs per run (default 200000; QUICK: 20000)
-#   WORKERS="..." worker counts (default "1 8 64 256 1024"; QUICK: "8 64 256 1024")
+#   NURLS=n       URLs per run (default 100000; QUICK: 10000)
+#   SLOW_NURLS=n  URLs per run of Go as written (default NURLS / 10): the
+#                 first n of the same list (it opens a connection per URL)
+#   XARGS_NURLS=n URLs per run of xargs + curl (default NURLS / 2000, at
+#                 least 20): a process per URL costs milliseconds
+#   WORKERS="..." worker counts (default "1 4 16 64 256 1024";
+#                 QUICK: "1 16 256 1024")
 #   PEERS="..."   peers, in this order in the first rep (default
-#                 "wpool go-tuned go-written curl wrk")
-#   WRK_SECS=n    seconds per wrk run (default 5)
+#                 "wpool go-tuned go-written curl xargs wrk")
+#   WRK_SECS=n    seconds per wrk run (default 3)
 #   TIMEOUT=n     seconds per run; a run that takes longer fails (default 600)
 #   WPOOL=path    a wpool binary to use instead of building build/bench
 #
 # What it does:
-#   - installs what is missing (nginx-light or nginx, wrk, curl, golang-go,
-#     time) with apt-get when root; otherwise says what to install;
 #   - builds wpool (build/bench, Release) and the Go peer
 #     (bench/peers/go-fetch -> build/bench/go-fetch, offline);
-#   - writes its own nginx.conf into a temporary directory (127.0.0.1 on a
-#     free port, worker_processes auto, keep-alive for 1,000,000 requests and
-#     60 s, no access log, a 100-byte static file) and runs nginx as a
-#     foreground child (daemon off), stopped at exit;
+#   - starts its own nginx (bench/lib.sh: 127.0.0.1 on a free port,
+#     worker_processes auto, keep-alive for 1,000,000 requests and 60 s, no
+#     access log, a 100-byte static file), stopped at exit;
 #   - writes NURLS URLs http://127.0.0.1:PORT/f.txt?i=1..NURLS (all the same
 #     file, each URL unique) to a list, and the same as a curl config;
 #   - for each worker count, REPS times, runs every peer once, rotating the
 #     order from one rep to the next, each under /usr/bin/time (CPU, max
 #     RSS); counts the TCP connections each run opened (nginx stub_status);
-#     checks that every URL was answered 200 exactly once;
-#   - writes one markdown table per metric (URLs/s, CPU us per URL, max RSS,
-#     connections per URL; medians and min-max), the bar's PASS/FAIL lines,
-#     the machine and the exact commands to bench/out/fetch.md, raw numbers
-#     to bench/out/fetch.raw.
+#     checks that every URL was answered 200 exactly once; takes each job's
+#     latency from the peer's own output (p50, p99);
+#   - writes one markdown table per metric (URLs/s, CPU us per URL, nginx
+#     CPU, latency, max RSS, connections per URL; medians and min-max), the
+#     bar's PASS/FAIL lines, the machine and the exact commands to
+#     bench/out/fetch.md, raw numbers to bench/out/fetch.raw.
 set -eu
 
 cd "$(dirname "$0")/.."
-ROOT=$(pwd)
-
-# The command as given, for the report (only the variables that were set).
-cmd=""
-for v in QUICK REPS NURLS WORKERS PEERS WRK_SECS TIMEOUT WPOOL; do
-  eval "isset=\${$v+x}"
-  if [ -n "$isset" ]; then
-    val=
-    eval "val=\$$v"
-    cmd="$cmd$v='$val' "
-  fi
-done
-cmd="${cmd}sh bench/fetch.sh"
+SCRIPT=fetch
+. bench/lib.sh
+cmd=$(bench_cmd QUICK REPS NURLS SLOW_NURLS XARGS_NURLS WORKERS PEERS WRK_SECS TIMEOUT WPOOL)
 
 QUICK=${QUICK:-0}
 if [ "$QUICK" = 1 ]; then
   REPS=${REPS:-1}
-  NURLS=${NURLS:-20000}
-  WORKERS=${WORKERS:-"8 64 256 1024"}
+  NURLS=${NURLS:-10000}
+  WORKERS=${WORKERS:-"1 16 256 1024"}
 else
   REPS=${REPS:-3}
-  NURLS=${NURLS:-200000}
-  WORKERS=${WORKERS:-"1 8 64 256 1024"}
+  NURLS=${NURLS:-100000}
+  WORKERS=${WORKERS:-"1 4 16 64 256 1024"}
 fi
-PEERS=${PEERS:-"wpool go-tuned go-written curl wrk"}
-WRK_SECS=${WRK_SECS:-5}
+PEERS=${PEERS:-"wpool go-tuned go-written curl xargs wrk"}
+WRK_SECS=${WRK_SECS:-3}
 TIMEOUT=${TIMEOUT:-600}
 CURL_MAX=300 # curl caps --parallel-max at 300
 
-# The bar (the issue).
+# The bar (issue 3).
 BAR_WORKERS="64 256"
 BAR_GO=1.6
 BAR_CURL=2.5
 BAR_RSS_WORKERS=1024
 BAR_RSS_MB=32
 
-die() {
-  echo "bench/fetch.sh: $*" >&2
-  exit 1
-}
-
 for p in $PEERS; do
-  case $p in wpool | go-tuned | go-written | curl | wrk) ;; *) die "PEERS: unknown peer $p" ;; esac
+  case $p in wpool | go-tuned | go-written | curl | xargs | wrk) ;; *) die "PEERS: unknown peer $p" ;; esac
 done
 case $NURLS in '' | *[!0-9]*) die "NURLS: not a number: $NURLS" ;; esac
 [ "$NURLS" -ge 1 ] || die "NURLS must be at least 1"
+SLOW_NURLS=${SLOW_NURLS:-$((NURLS / 10))}
+case $SLOW_NURLS in '' | *[!0-9]*) die "SLOW_NURLS: not a number: $SLOW_NURLS" ;; esac
+[ "$SLOW_NURLS" -ge 1 ] || SLOW_NURLS=1
+[ "$SLOW_NURLS" -le "$NURLS" ] || SLOW_NURLS=$NURLS
+XARGS_NURLS=${XARGS_NURLS:-$((NURLS / 2000))}
+case $XARGS_NURLS in '' | *[!0-9]*) die "XARGS_NURLS: not a number: $XARGS_NURLS" ;; esac
+[ "$XARGS_NURLS" -ge 20 ] || XARGS_NURLS=20
+[ "$XARGS_NURLS" -le "$NURLS" ] || XARGS_NURLS=$NURLS
 
-# --- what we need -------------------------------------------------------------
-need_pkgs=""
-command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need_pkgs="$need_pkgs nginx"
-command -v wrk >/dev/null 2>&1 || need_pkgs="$need_pkgs wrk"
-command -v curl >/dev/null 2>&1 || need_pkgs="$need_pkgs curl"
-command -v go >/dev/null 2>&1 || need_pkgs="$need_pkgs golang-go"
-[ -x /usr/bin/time ] || need_pkgs="$need_pkgs time"
-if [ -n "$need_pkgs" ]; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "== installing:$need_pkgs" >&2
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -q >&2 || die "apt-get update failed"
-    for p in $need_pkgs; do
-      if [ "$p" = nginx ]; then
-        # nginx-light is the smallest build (Debian 12); later releases
-        # only have nginx.
-        apt-get install -y -q --no-install-recommends nginx-light >&2 ||
-          apt-get install -y -q --no-install-recommends nginx >&2 ||
-          die "could not install nginx"
-      else
-        apt-get install -y -q --no-install-recommends "$p" >&2 || die "could not install $p"
-      fi
-    done
-  else
-    die "missing:$need_pkgs (Debian: apt-get install nginx-light wrk curl golang-go time)"
-  fi
-fi
-NGINX=$(command -v nginx 2>/dev/null || echo /usr/sbin/nginx)
-command -v cmake >/dev/null 2>&1 || [ -n "${WPOOL:-}" ] || die "cmake not found"
-
-# wpool at 1024 workers needs more than 1024 descriptors.
-nofile=$(ulimit -n)
-if [ "$nofile" != unlimited ] && [ "$nofile" -lt 8192 ]; then
-  hard=$(ulimit -Hn)
-  if [ "$hard" = unlimited ] || [ "$hard" -ge 65536 ]; then
-    ulimit -n 65536 2>/dev/null || true
-  else
-    ulimit -n "$hard" 2>/dev/null || true
-  fi
-fi
+need_tools nginx wrk curl go time xargs
+raise_nofile
 
 # --- build ------------------------------------------------------------------
-mkdir -p build/bench bench/out
-if [ -n "${WPOOL:-}" ]; then
-  WPOOL_BIN=$WPOOL
-else
-  echo "== building wpool (build/bench, Release)" >&2
-  # WPOOL_WERROR=OFF: GCC 12 at -O3 reports a false -Wnonnull in
-  # src/core/chan.c (pop() inlined into wp_chan_send, where it cannot run),
-  # and -Werror would stop the Release build on it.
-  cmake -S . -B build/bench -DCMAKE_BUILD_TYPE=Release -DWPOOL_WERROR=OFF \
-    >build/bench/fetch-configure.log 2>&1 || { cat build/bench/fetch-configure.log >&2; die "cmake configure failed"; }
-  cmake --build build/bench --target wpool_cli -j "$(nproc 2>/dev/null || echo 2)" \
-    >build/bench/fetch-build.log 2>&1 || { cat build/bench/fetch-build.log >&2; die "cmake build failed"; }
-  WPOOL_BIN=$ROOT/build/bench/wpool
-fi
-[ -x "$WPOOL_BIN" ] || die "$WPOOL_BIN was not built"
+mkdir -p bench/out
+build_wpool
+GO_BIN=$(build_go_peer go-fetch)
 
-echo "== building the Go peer (build/bench/go-fetch)" >&2
-if [ -z "${GOCACHE:-}" ] && [ -z "${HOME:-}" ] && [ -z "${XDG_CACHE_HOME:-}" ]; then
-  export GOCACHE="$ROOT/build/bench/go-cache"
-fi
-GO_BIN=$ROOT/build/bench/go-fetch
-(cd bench/peers/go-fetch && GOPROXY=off GOFLAGS=-buildvcs=false go build -o "$GO_BIN" .) ||
-  die "go build failed"
-
-# --- nginx ------------------------------------------------------------------
-TMP=$(mktemp -d "${TMPDIR:-/tmp}/wpool-bench-fetch.XXXXXX")
-NGINX_PID=""
-cleanup() {
-  if [ -n "$NGINX_PID" ]; then
-    kill -TERM "$NGINX_PID" 2>/dev/null || true
-    wait "$NGINX_PID" 2>/dev/null || true
-    NGINX_PID=""
-  fi
-  rm -rf "$TMP"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-# nginx's workers run as nobody when we are root: they must read the file.
-chmod 755 "$TMP"
-mkdir -p "$TMP/www"
-token=$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')
-# 100 bytes: the token (16) + padding + newline.
-printf 'wpool bench %s %s\n' "$token" \
-  "abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrs" >"$TMP/www/f.txt"
-chmod 644 "$TMP/www/f.txt"
-chmod 755 "$TMP/www"
-BODY_BYTES=$(wc -c <"$TMP/www/f.txt" | tr -d ' ')
-
-# Workers may not raise their limit past ours (no CAP_SYS_RESOURCE, say).
-NGINX_NOFILE=$(ulimit -Hn)
-if [ "$NGINX_NOFILE" = unlimited ] || [ "$NGINX_NOFILE" -gt 65536 ]; then NGINX_NOFILE=65536; fi
-user_line=""
-if [ "$(id -u)" = 0 ]; then
-  user_line="user nobody $(id -gn nobody 2>/dev/null || echo nogroup);"
-fi
-
-write_conf() { # port
-  cat >"$TMP/nginx.conf" <<EOF
-# written by bench/fetch.sh
-daemon off;
-master_process on;
-worker_processes auto;
-worker_rlimit_nofile $NGINX_NOFILE;
-$user_line
-pid $TMP/nginx.pid;
-error_log $TMP/error.log warn;
-events {
-  worker_connections 16384;
-}
-http {
-  access_log off;
-  client_body_temp_path $TMP/body;
-  proxy_temp_path $TMP/proxy;
-  fastcgi_temp_path $TMP/fastcgi;
-  uwsgi_temp_path $TMP/uwsgi;
-  scgi_temp_path $TMP/scgi;
-  keepalive_requests 1000000;
-  keepalive_timeout 60s;
-  default_type text/plain;
-  server {
-    listen 127.0.0.1:$1 backlog=4096;
-    root $TMP/www;
-    location = /nginx_status { stub_status; }
-  }
-}
-EOF
-}
-
-port_in_use() {
-  if command -v ss >/dev/null 2>&1; then
-    [ -n "$(ss -Htln "sport = :$1" 2>/dev/null)" ]
-  else
-    curl -s -o /dev/null --max-time 1 "http://127.0.0.1:$1/" 2>/dev/null
-  fi
-}
-
-PORT=""
-tries=0
-while [ -z "$PORT" ] && [ "$tries" -lt 20 ]; do
-  tries=$((tries + 1))
-  p=$((20000 + $(od -An -N2 -tu2 /dev/urandom | tr -d ' ') % 30000))
-  port_in_use "$p" && continue
-  write_conf "$p"
-  "$NGINX" -p "$TMP" -c "$TMP/nginx.conf" -e "$TMP/error.log" >"$TMP/nginx.out" 2>&1 &
-  NGINX_PID=$!
-  i=0
-  while [ "$i" -lt 50 ]; do
-    if ! kill -0 "$NGINX_PID" 2>/dev/null; then
-      break # it exited (the port was taken meanwhile?): try another
-    fi
-    if curl -s --max-time 1 "http://127.0.0.1:$p/f.txt" 2>/dev/null | grep -q "$token"; then
-      PORT=$p
-      break
-    fi
-    sleep 0.1
-    i=$((i + 1))
-  done
-  if [ -z "$PORT" ]; then
-    kill -TERM "$NGINX_PID" 2>/dev/null || true
-    wait "$NGINX_PID" 2>/dev/null || true
-    NGINX_PID=""
-  fi
-done
-[ -n "$PORT" ] || { cat "$TMP/nginx.out" "$TMP/error.log" >&2 2>/dev/null || true; die "could not start nginx"; }
-echo "== nginx (pid $NGINX_PID) on 127.0.0.1:$PORT, $BODY_BYTES-byte file" >&2
-
-# nginx's worker processes (the master's children), found once (a moment
-# after the first answer, so that the master has forked them all).
-sleep 0.5
-NGINX_WORKERS=$(for f in /proc/[0-9]*/stat; do
-  # "pid (comm) state ppid ...": the ppid is the 2nd field after "(comm)"
-  awk -v pp="$NGINX_PID" '{ p = $1; sub(/^.*\) /, ""); if ($2 == pp) print p }' "$f" 2>/dev/null
-done)
-[ -n "$NGINX_WORKERS" ] || die "no nginx worker processes under pid $NGINX_PID"
-# nginx_ns: CPU time of nginx's workers so far, in ns (the first field of
-# /proc/PID/schedstat, the scheduler's run time); "x" if a worker is gone
-# (then the run's nginx CPU is not reported).
-nginx_ns() {
-  for p in $NGINX_WORKERS; do
-    if [ -r "/proc/$p/schedstat" ]; then
-      cat "/proc/$p/schedstat" 2>/dev/null || echo x
-    else
-      # no schedstat: utime + stime from stat, in clock ticks
-      awk -v hz="$CLK_TCK" '{ sub(/^.*\) /, ""); printf "%.0f\n", ($12 + $13) * 1e9 / hz }' "/proc/$p/stat" 2>/dev/null || echo x
-    fi
-  done | awk '$1 == "x" || $1 !~ /^[0-9]+$/ { bad = 1 } { t += $1 } END { if (bad) print "x"; else printf "%.0f\n", t }'
-}
-CLK_TCK=$(getconf CLK_TCK 2>/dev/null || echo 100)
-
-accepts() { # nginx's count of accepted connections (this request included)
-  curl -s --max-time 5 "http://127.0.0.1:$PORT/nginx_status" | awk 'NR == 3 { n = $1 } END { print n + 0 }'
-}
-
-# --- inputs -------------------------------------------------------------------
+# --- nginx and the inputs -----------------------------------------------------
+nginx_start
 URLS=$TMP/urls.txt
 CURLCFG=$TMP/curl.cfg
-BASE=http://127.0.0.1:$PORT/f.txt
-awk -v n="$NURLS" -v b="$BASE" 'BEGIN { for (i = 1; i <= n; i++) print b "?i=" i }' >"$URLS"
-# curl: one url and one output per transfer; the fastest way to give it a list.
-awk '{ print "url = \"" $0 "\"\noutput = \"/dev/null\"" }' "$URLS" >"$CURLCFG"
+url_list "$NURLS" "$URLS"
+curl_config "$URLS" "$CURLCFG"
+# The slow peers fetch the first SLOW_NURLS of the same URLs.
+SLOW_URLS=$TMP/urls-slow.txt
+head -n "$SLOW_NURLS" "$URLS" >"$SLOW_URLS"
+XARGS_URLS=$TMP/urls-xargs.txt
+head -n "$XARGS_NURLS" "$URLS" >"$XARGS_URLS"
 WRK_URL="$BASE?i=0"
 
 # --- runs -------------------------------------------------------------------
@@ -305,49 +117,84 @@ wrk_t() { # workers -> wrk threads (at most 2, at most one per connection)
   if [ "$1" -lt 2 ]; then echo 1; else echo 2; fi
 }
 
-# check <peer> <file>: prints "ok200 distinct": results that are 200, and
-# the distinct IDs 1..NURLS that have a result, each counted once.
+# check <peer> <file> <n>: prints "ok200 distinct": results that are 200,
+# and the distinct IDs 1..n that have a result, each counted once. Writes
+# each result's latency in ms, one a line, to $LAT.
 check() {
   case $1 in
-  wpool) # csv: id,url,ok,status,... (our URLs hold no commas)
-    awk -F, -v n="$NURLS" 'NR > 1 {
+  wpool) # csv: id,url,ok,status,error,attempts,elapsed_ms,... (no commas in our URLs)
+    awk -F, -v n="$3" -v lat="$LAT" 'NR > 1 {
         if ($3 == "true" && $4 == "200") ok++
         if ($1 >= 1 && $1 <= n && !seen[$1]++) d++
+        print $7 > lat
       } END { printf "%d %d\n", ok, d }' "$2" ;;
-  go-*) # job ID done: 200 OK
-    awk -v n="$NURLS" '{
+  go-*) # job ID done: 200 OK (1.234ms)
+    awk -v n="$3" -v lat="$LAT" '{
         if ($3 == "done:" && $4 == "200") ok++
         if ($2 >= 1 && $2 <= n && !seen[$2]++) d++
+        t = $NF; gsub(/[()ms]/, "", t); print t + 0 > lat
       } END { printf "%d %d\n", ok, d }' "$2" ;;
-  curl) # 200 http://127.0.0.1:PORT/f.txt?i=ID
-    awk -v n="$NURLS" '{
+  curl | xargs) # 200 http://127.0.0.1:PORT/f.txt?i=ID 0.001234
+    awk -v n="$3" -v lat="$LAT" '{
         if ($1 == "200") ok++
         id = $2; sub(/.*\?i=/, "", id); id += 0
         if (id >= 1 && id <= n && !seen[id]++) d++
+        print $3 * 1000 > lat
       } END { printf "%d %d\n", ok, d }' "$2" ;;
   esac
 }
+
+# pctl FILE -> "p50 p99" of the numbers in it (nearest rank), or "NA NA".
+pctl() {
+  sort -g "$1" | awk '{ v[NR] = $1 }
+    END {
+      if (NR == 0) { print "NA NA"; exit }
+      i50 = int(0.50 * NR + 0.999999); i99 = int(0.99 * NR + 0.999999)
+      if (i50 < 1) i50 = 1; if (i99 < 1) i99 = 1
+      printf "%.3f %.3f\n", v[i50], v[i99]
+    }'
+}
+
+# wrk --latency prints "50%  1.23ms" lines; -> ms.
+wrk_ms() { # file percent
+  awk -v p="$2%" '$1 == p {
+      v = $2; u = v; sub(/[0-9.]+/, "", u); sub(/[a-z]+$/, "", v)
+      f = (u == "us") ? 0.001 : (u == "s") ? 1000 : (u == "m") ? 60000 : 1
+      printf "%.3f\n", v * f; found = 1
+    } END { if (!found) print "NA" }' "$1"
+}
+
+LAT=$TMP/run.lat
+CURL_W='%{http_code} %{url} %{time_total}\n'
 
 # run_one <peer> <workers> <rep>: one timed run; appends to $raw.
 run_one() {
   peer=$1
   w=$2
   rep=$3
+  n=$NURLS
   case $peer in
   wpool) set -- "$WPOOL_BIN" fetch -w "$w" --no-progress -f csv "$URLS" ;;
   go-tuned) set -- "$GO_BIN" -workers "$w" -tuned "$URLS" ;;
-  go-written) set -- "$GO_BIN" -workers "$w" "$URLS" ;;
+  go-written)
+    n=$SLOW_NURLS
+    set -- "$GO_BIN" -workers "$w" "$SLOW_URLS"
+    ;;
   curl) set -- curl --parallel --parallel-max "$(curl_n "$w")" -s --no-progress-meter \
-    -w '%{http_code} %{url}\n' --config "$CURLCFG" ;;
-  wrk) set -- wrk -t "$(wrk_t "$w")" -c "$w" -d "${WRK_SECS}s" --timeout 10s "$WRK_URL" ;;
+    -w "$CURL_W" --config "$CURLCFG" ;;
+  xargs)
+    n=$XARGS_NURLS
+    set -- sh -c 'exec xargs -P "$1" -n 1 curl -s -o /dev/null -w "$2" <"$3"' xargs "$w" "$CURL_W" "$XARGS_URLS"
+    ;;
+  wrk) set -- wrk -t "$(wrk_t "$w")" -c "$w" -d "${WRK_SECS}s" --timeout 10s --latency "$WRK_URL" ;;
   esac
-  a0=$(accepts)
+  a0=$(nginx_accepts)
   s0=$(nginx_ns)
   t0=$(date +%s%N)
   rc=0
   /usr/bin/time -f '%e %U %S %M' -o "$TIMEF" timeout "$TIMEOUT" "$@" >"$OUT" 2>"$ERR" || rc=$?
   t1=$(date +%s%N)
-  a1=$(accepts)
+  a1=$(nginx_accepts)
   s1=$(nginx_ns)
   conns=$((a1 - a0 - 1))
   # (time writes "Command exited with non-zero status N" first on failure)
@@ -356,6 +203,9 @@ run_one() {
 $(tail -n 1 "$TIMEF" 2>/dev/null)
 END
   [ -n "${rss:-}" ] || { user=0 sys=0 rss=0; }
+  # xargs: /usr/bin/time's max RSS is the largest single process, not the
+  # sum of up to N curl processes at once: not comparable, not reported.
+  [ "$peer" = xargs ] && rss=NA
   elapsed=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.4f", (b - a) / 1e9 }')
   if [ "$peer" = wrk ]; then
     # Not a URL list: W connections, one URL, as fast as the server goes.
@@ -366,12 +216,17 @@ END
     bad=$(awk '/Non-2xx or 3xx responses:/ { s += $NF } /Socket errors:/ { gsub(/,/, ""); s += $4 + $6 + $8 + $10 } END { print s + 0 }' "$OUT")
     ok=$((n - bad))
     distinct=$n
+    p50=$(wrk_ms "$OUT" 50)
+    p99=$(wrk_ms "$OUT" 99)
   else
-    n=$NURLS
-    set -- $(check "$peer" "$OUT")
+    : >"$LAT"
+    set -- $(check "$peer" "$OUT" "$n")
     ok=$1
     distinct=$2
     rate=$(awk -v n="$n" -v e="$elapsed" 'BEGIN { printf "%.0f", n / e }')
+    set -- $(pctl "$LAT")
+    p50=$1
+    p99=$2
   fi
   cpu_us=$(awk -v n="$n" -v u="$user" -v s="$sys" 'BEGIN { printf "%.2f", (n > 0) ? (u + s) * 1e6 / n : 0 }')
   status=ok
@@ -384,9 +239,9 @@ END
       if (a == "x" || b == "x" || b < a || n == 0) print "NA"
       else printf "%.2f", (b - a) / 1e3 / n
     }')
-  echo "$peer $w $rep $n $ok $elapsed $user $sys $rss $conns $rate $cpu_us $status $srv_us" >>"$raw"
-  printf '%-10s w=%-5s rep=%s %8s URLs/s  %7s us/URL  (nginx %6s)  %6s KB  %7s conns  %s\n' \
-    "$peer" "$w" "$rep" "$rate" "$cpu_us" "$srv_us" "$rss" "$conns" "$status" >&2
+  echo "$peer $w $rep $n $ok $elapsed $user $sys $rss $conns $rate $cpu_us $status $srv_us $p50 $p99" >>"$raw"
+  printf '%-10s w=%-5s rep=%s %8s URLs/s  %7s us/URL  (nginx %6s)  p50 %7s p99 %7s ms  %6s KB  %7s conns  %s\n' \
+    "$peer" "$w" "$rep" "$rate" "$cpu_us" "$srv_us" "$p50" "$p99" "$rss" "$conns" "$status" >&2
 }
 
 load_start=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo '?')
@@ -428,6 +283,7 @@ peer_title() {
   go-tuned) echo "Go tuned" ;;
   go-written) echo "Go as written" ;;
   curl) echo "curl --parallel" ;;
+  xargs) echo "xargs + curl" ;;
   wrk) echo "wrk (ceiling)" ;;
   esac
 }
@@ -450,21 +306,28 @@ cell() {
   rss) col=9 ;;
   srv) col=14 ;;
   conns) col=10 ;;
+  p50) col=15 ;;
+  p99) col=16 ;;
   esac
+  nd=$NURLS
+  case $p in go-written) nd=$SLOW_NURLS ;; xargs) nd=$XARGS_NURLS ;; esac
   s=$(stats "$col" "$p" "$w") || { echo "-"; return; }
   set -- $s
-  c=$(awk -v m="$m" -v med="$1" -v lo="$2" -v hi="$3" -v n="$NURLS" -v reps="$REPS" 'BEGIN {
-      if (m == "rate") { f = "%.1fk"; d = 1000 }
+  c=$(awk -v m="$m" -v med="$1" -v lo="$2" -v hi="$3" -v n="$nd" -v reps="$REPS" 'BEGIN {
+      if (m == "rate" && med < 1000) { f = "%.0f"; d = 1 }
+      else if (m == "rate") { f = "%.1fk"; d = 1000 }
       else if (m == "cpu" || m == "srv") { f = "%.1f"; d = 1 }
+      else if (m == "p50" || m == "p99") { f = "%.2f"; d = 1 }
       else if (m == "rss") { f = "%.1f"; d = 1024 }
       else { f = "%.3f"; d = n }
       if (m == "conns") { printf f, med / d; exit }
       s = sprintf(f, med / d)
       if (reps > 1) s = s sprintf(" (" f "-" f ")", lo / d, hi / d)
-      if ((m == "rate" || m == "cpu") && lo > 0 && hi / lo > 1.3) s = s " ⚠"
+      if ((m == "rate" || m == "cpu" || m == "p50" || m == "p99") && lo > 0 && hi / lo > 1.3) s = s " ⚠"
       print s
     }')
   if [ "$m" = conns ] && [ "$p" = wrk ]; then c="$w conns"; fi
+  if [ "$m" = rss ] && [ "$p" = xargs ]; then c="n/a ³"; fi
   has_fail "$p" "$w" && c="$c ✗"
   echo "$c"
 }
@@ -484,7 +347,10 @@ table() { # metric title
   hdr="| workers |"
   sep="|---:|"
   for p in $PEERS; do
-    hdr="$hdr $(peer_title "$p") |"
+    case $p in
+    go-written | xargs) hdr="$hdr $(peer_title "$p") ² |" ;;
+    *) hdr="$hdr $(peer_title "$p") |" ;;
+    esac
     sep="$sep---:|"
   done
   if [ "$m" = rate ]; then
@@ -560,7 +426,8 @@ first() { head -n 1 | tr -d '\r'; }
   echo
   echo "$(date -u '+%Y-%m-%d %H:%M UTC'). Command: \`$cmd\`"
   echo
-  echo "$NURLS URLs per run, \`$BASE?i=1\` .. \`?i=$NURLS\` (all the same"
+  echo "$NURLS URLs per run (Go as written: the first $SLOW_NURLS, xargs + curl: the first $XARGS_NURLS ²),"
+  echo "\`$BASE?i=1\` .. \`?i=$NURLS\` (all the same"
   echo "$BODY_BYTES-byte static file, each URL unique), served by nginx on"
   echo "127.0.0.1 (worker_processes auto, keep-alive up to 1,000,000 requests"
   echo "and 60 s, no access log) on the same machine. $REPS run(s) per peer and"
@@ -578,6 +445,11 @@ first() { head -n 1 | tr -d '\r'; }
   table srv "nginx CPU µs per URL (its workers' run time during the run, /proc/PID/schedstat)"
   table rss "Max RSS, MB"
   table conns "New TCP connections per URL (nginx stub_status accepts / URLs)"
+  ALL_PEERS=$PEERS
+  PEERS=$(for p in $ALL_PEERS; do case $p in curl | xargs) ;; *) printf '%s ' "$p" ;; esac; done)
+  table p50 "Job latency p50, ms (each URL's own time: request to response, under the load of N in flight)"
+  table p99 "Job latency p99, ms"
+  PEERS=$ALL_PEERS
   echo "⚠ max/min > 1.3 over the runs; ✗ a run in that cell failed (see below)."
   if in_list curl $PEERS; then
     for w in $WORKERS; do
@@ -587,6 +459,24 @@ first() { head -n 1 | tr -d '\r'; }
       fi
     done
   fi
+  if in_list go-written $PEERS || in_list xargs $PEERS; then
+    echo "² Go as written (a new TCP connection per URL) and xargs + curl (a new"
+    echo "process and connection per URL) are 3-1000x slower: they fetch the first"
+    echo "$SLOW_NURLS and $XARGS_NURLS URLs of the same list, so that a run takes seconds, not"
+    echo "minutes. Every figure here is per URL or per second, so the tables compare alike."
+  fi
+  if in_list xargs $PEERS; then
+    echo "³ xargs + curl runs up to N curl processes at once; /usr/bin/time's max"
+    echo "RSS is that of the largest single one, not their sum, so it is not shown."
+  fi
+  echo
+  echo "Latency: wpool's \`elapsed_ms\` (first attempt's start to its result),"
+  echo "the Go program's time around its task (request, response, body), wrk's"
+  echo "--latency percentiles. Not curl's: its \`%{time_total}\` does not count"
+  echo "the time a transfer waits for its turn in curl's own loop (it shows"
+  echo "0.1 ms at 64 in flight), so it is not comparable. With N transfers"
+  echo "in flight on a saturated server, p50 is about N / (URLs/s): queueing"
+  echo "at the server, not the client's own cost. p99 shows the stragglers."
   if [ -n "$spread_rows" ]; then
     echo
     echo "Spread above 1.3 at:$spread_rows. The machine is shared (load average"
@@ -619,6 +509,8 @@ first() { head -n 1 | tr -d '\r'; }
   echo "  the post's result line per URL through a buffered writer."
   echo "- **curl --parallel**: one curl process, the URLs in a config file"
   echo "  (\`url\`/\`output\` pairs), \`-w '%{http_code} %{url}'\` to check them."
+  echo "- **xargs + curl**: the shell way, \`xargs -P N -n 1 curl -s -o /dev/null"
+  echo "  -w ...\` over the URL list: a new curl process (and TCP connection) per URL."
   echo "- **wrk**: \`-c N\` connections on one URL for ${WRK_SECS} s. It does not"
   echo "  take a URL list: its requests/s is the server's ceiling here, not a"
   echo "  peer doing the same job."
@@ -631,12 +523,13 @@ first() { head -n 1 | tr -d '\r'; }
   echo
   echo "    ${WPOOL:-build/bench/wpool} fetch -w N --no-progress -f csv URLS > out"
   echo "    build/bench/go-fetch -workers N -tuned URLS > out"
-  echo "    build/bench/go-fetch -workers N URLS > out"
-  printf '    %s\n' "curl --parallel --parallel-max min(N,$CURL_MAX) -s --no-progress-meter -w '%{http_code} %{url}\\n' --config CURLCFG > out"
-  echo "    wrk -t min(N,2) -c N -d ${WRK_SECS}s --timeout 10s $BASE?i=0"
+  echo "    build/bench/go-fetch -workers N SLOW_URLS > out"
+  printf '    %s\n' "curl --parallel --parallel-max min(N,$CURL_MAX) -s --no-progress-meter -w '%{http_code} %{url} %{time_total}\\n' --config CURLCFG > out"
+  printf '    %s\n' "xargs -P N -n 1 curl -s -o /dev/null -w '%{http_code} %{url} %{time_total}\\n' < XARGS_URLS > out"
+  echo "    wrk -t min(N,2) -c N -d ${WRK_SECS}s --timeout 10s --latency $BASE?i=0"
   echo
   echo "each under \`/usr/bin/time -f '%e %U %S %M' timeout $TIMEOUT\`; wall time"
-  echo "from \`date +%s%N\` around it. URLS: one URL a line; CURLCFG: the same"
+  echo "from \`date +%s%N\` around it. URLS: one URL a line (SLOW_URLS, XARGS_URLS: its first $SLOW_NURLS, $XARGS_NURLS); CURLCFG: the same"
   echo "as \`url = \"...\"\` / \`output = \"/dev/null\"\` pairs."
   echo
   echo "## Machine"

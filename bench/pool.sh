@@ -13,10 +13,10 @@
 #   QUEUE=n       the bound both peers get: wpool's max_outstanding (-q) and
 #                 the Go channels' buffer (-buf) (default 1024)
 #   GO_BUF=n      override the Go peer's -buf alone (0 = NJOBS, the post's)
-#   POOL_NOOP=path  a pool_noop binary to use instead of building build/plain
+#   POOL_NOOP=path  a pool_noop binary to use instead of building build/bench
 #
-# Builds bench/pool_noop.c (build/plain, RelWithDebInfo, as `make build`) and
-# the Go peer (build/bench/go-noop), then for each worker count runs the two
+# Builds bench/pool_noop.c (build/bench, Release, bench/lib.sh) and the Go
+# peer (build/bench/go-noop), then for each worker count runs the two
 # peers alternately (wpool, go, wpool, go, ...) so that drift in the machine
 # hits both alike. Every run checks its own results and any failure stops the
 # benchmark. Prints a markdown table per mode and writes it, with the machine
@@ -62,31 +62,17 @@ for mode in $MODES; do
 done
 
 # --- build ------------------------------------------------------------------
-command -v cmake >/dev/null 2>&1 || die "cmake not found"
 command -v go >/dev/null 2>&1 || die "go not found (Debian: apt-get install golang-go)"
+SCRIPT=pool
+. bench/lib.sh
 mkdir -p build/bench bench/out
-
-if [ -n "${POOL_NOOP:-}" ]; then
-  WPOOL_BIN=$POOL_NOOP
-else
-  echo "== building wpool (build/plain, RelWithDebInfo)" >&2
-  # Configuring again is cheap and makes sure the pool_noop target exists (the
-  # CMakeLists adds it only if bench/pool_noop.c existed at configure time).
-  cmake -S . -B build/plain -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-    >build/bench/configure.log 2>&1 || { cat build/bench/configure.log >&2; die "cmake configure failed"; }
-  cmake --build build/plain --target pool_noop -j "$(nproc 2>/dev/null || echo 2)" \
-    >build/bench/build.log 2>&1 || { cat build/bench/build.log >&2; die "cmake build failed"; }
-  WPOOL_BIN=$ROOT/build/plain/pool_noop
-fi
+# The Release build of bench/lib.sh (build/bench), as every benchmark here;
+# POOL_NOOP=path uses that binary instead.
+build_wpool
+WPOOL_BIN=$POOL_NOOP_BIN
 [ -x "$WPOOL_BIN" ] || die "$WPOOL_BIN was not built"
 
-echo "== building the Go peer (build/bench/go-noop)" >&2
-if [ -z "${GOCACHE:-}" ] && [ -z "${HOME:-}" ] && [ -z "${XDG_CACHE_HOME:-}" ]; then
-  export GOCACHE="$ROOT/build/bench/go-cache"
-fi
-GO_BIN=$ROOT/build/bench/go-noop
-(cd bench/peers/go-noop && GOPROXY=off GOFLAGS=-buildvcs=false go build -o "$GO_BIN" .) ||
-  die "go build failed"
+GO_BIN=$(build_go_peer go-noop)
 
 # --- run --------------------------------------------------------------------
 raw=bench/out/pool.raw
@@ -145,7 +131,7 @@ cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo 2>/dev/null | head -
 if [ -n "${POOL_NOOP:-}" ]; then
   cc_used="not built here: $POOL_NOOP"
 else
-  cc_used="$(sed -n 's/^CMAKE_C_COMPILER:[A-Z]*=//p' build/plain/CMakeCache.txt | head -n 1) (RelWithDebInfo)"
+  cc_used="$(sed -n 's/^CMAKE_C_COMPILER:[A-Z]*=//p' build/bench/CMakeCache.txt | head -n 1) (Release)"
 fi
 first_w=$(echo "$WORKERS" | awk '{ print $1 }')
 last_w=$(echo "$WORKERS" | awk '{ print $NF }')
@@ -222,7 +208,7 @@ esac
   echo "Runs, per worker count W and rep:"
   echo
   for mode in $MODES; do
-    echo "    ${POOL_NOOP:-build/plain/pool_noop} -j $NJOBS -w W -q $QUEUE -m $mode"
+    echo "    ${POOL_NOOP:-build/bench/pool_noop} -j $NJOBS -w W -q $QUEUE -m $mode"
   done
   echo "    build/bench/go-noop $(go_args W)"
   echo

@@ -37,6 +37,9 @@
 //     wpool buffers its output the same way, so this compares fetching, not
 //     output.
 //   - IDs count from 1 (wpool's numbering), not from 0.
+//   - Each line ends with the task's own time, " (1.234ms)": from just before
+//     run() to just after it (request, response, body), what wpool's
+//     elapsed_ms and curl's %{time_total} measure, for the latency table.
 //
 // At the end, to standard error, one line the benchmark parses:
 //
@@ -70,6 +73,7 @@ type Result struct {
 	ID    int
 	Value string
 	Err   error
+	took  time.Duration // not the post's: the task's own time, for bench/fetch.sh's latency table
 }
 
 var (
@@ -102,9 +106,14 @@ func run(ctx context.Context, job *Job) Result {
 func worker(ctx context.Context, id int, jobs <-chan Job, results chan<- Result, wg *sync.WaitGroup) {
 	defer wg.Done()
 	for job := range jobs {
-		results <- run(ctx, &job)
+		t0 := time.Now()
+		r := run(ctx, &job)
+		r.took = time.Since(t0)
+		results <- r
 	}
 }
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 func die(format string, a ...interface{}) {
 	fmt.Fprintf(os.Stderr, "go-fetch: "+format+"\n", a...)
@@ -185,10 +194,10 @@ func main() {
 			if result.Err != nil {
 				errs++
 				counts["error: "+result.Err.Error()]++
-				fmt.Fprintf(out, "job %d failed: %v\n", result.ID, result.Err)
+				fmt.Fprintf(out, "job %d failed: %v (%.3fms)\n", result.ID, result.Err, ms(result.took))
 			} else {
 				counts[result.Value]++
-				fmt.Fprintf(out, "job %d done: %s\n", result.ID, result.Value)
+				fmt.Fprintf(out, "job %d done: %s (%.3fms)\n", result.ID, result.Value, ms(result.took))
 			}
 		}
 		close(done)
