@@ -7,7 +7,9 @@
 #   make test       install what is missing, build plain + ASan/UBSan + TSan,
 #                   run every test in each, valgrind the example
 #   make install    install into PREFIX (default /usr/local)
-#   make bench      run the benchmarks (bench/README.md)
+#   make bench      install nginx, wrk, Go, gnuplot (Debian), run the whole
+#                   benchmark suite, write docs/benchmarks.md and its plots
+#                   (bench/README.md); `make bench QUICK=1`: under 3 minutes
 
 PREFIX ?= /usr/local
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
@@ -15,9 +17,11 @@ CMAKE ?= cmake
 CC ?= cc
 BUILD := build
 
-# Debian packages the build and the tests need.
+# Debian packages the build and the tests need; BENCH_DEPS: what `make bench`
+# needs on top (peers, server, plots; PostgreSQL for the durable section).
 DEPS := build-essential cmake pkg-config valgrind python3 clang libclang-rt-14-dev \
         libcurl4-openssl-dev libmicrohttpd-dev prometheus
+BENCH_DEPS := nginx-light wrk golang-go gnuplot-nox curl time postgresql
 
 .PHONY: all build deps run test test-plain test-asan test-tsan valgrind install bench clean format
 
@@ -39,8 +43,9 @@ test: deps
 install: build
 	$(CMAKE) --install $(BUILD)/plain --prefix $(PREFIX)
 
-bench: deps build
-	@sh bench/run.sh
+bench:
+	@sh scripts/deps.sh $(DEPS) $(BENCH_DEPS)
+	@QUICK=$(QUICK) BENCH_CMD="make bench$(if $(QUICK), QUICK=$(QUICK))" sh bench/run.sh
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

@@ -1,9 +1,45 @@
 #!/bin/sh
-# `make bench`: every benchmark, side by side with its peers. QUICK=1 for a
-# short run. Results: bench/out/*.md (copied into docs/benchmarks.md by
-# hand, with the command and the machine, when they are published).
-set -eu
+# bench/run.sh: the whole benchmark suite, then the page. `make bench` runs
+# it after installing what it needs (scripts/deps.sh); QUICK=1 for a short
+# run (under 3 minutes on an idle 2-core machine).
+#
+#   bench/pool.sh      pool no-op throughput across worker counts, wpool vs Go
+#   bench/fetch.sh     fetch throughput, CPU, latency, RSS across 1..1024
+#                      workers: wpool, Go as written and tuned, curl
+#                      --parallel, xargs + curl, wrk
+#   bench/rss.sh       memory against input size (1k..10M URLs)
+#   bench/shutdown.sh  ShutdownNow to exit with 256 transfers in flight
+#   bench/durable.sh   SQLite --state and PostgreSQL 1-4 processes, when the
+#                      binary has them
+#   bench/report.py    docs/benchmarks.md, docs/bench-*.svg, the README block
+#
+# Each script also runs alone (its header says how). A script that fails is
+# reported and the others still run; the exit status is then 1.
+# Environment: QUICK, BENCH_CMD (the command line for the page, default
+# "sh bench/run.sh"), BENCH_NOTE (a note printed at the top of the page),
+# BENCH_ONLY="pool fetch ..." (run only those; the page then says which
+# sections were not run).
+set -u
 cd "$(dirname "$0")/.."
-sh bench/pool.sh
-if [ -f bench/fetch.sh ]; then sh bench/fetch.sh; fi
-echo "results: bench/out/"
+QUICK=${QUICK:-0}
+export QUICK
+[ "$QUICK" = 1 ] || unset QUICK
+BENCH_CMD=${BENCH_CMD:-"sh bench/run.sh"}
+ONLY=${BENCH_ONLY:-"pool fetch rss shutdown durable"}
+mkdir -p bench/out docs
+for s in $ONLY; do rm -f "bench/out/$s.md" "bench/out/$s.raw"; done
+start=$(date +%s)
+failed=""
+for s in $ONLY; do
+  echo "=== bench/$s.sh ($(date -u '+%H:%M:%S UTC'))" >&2
+  if ! sh "bench/$s.sh" >"bench/out/$s.log"; then
+    echo "bench/run.sh: bench/$s.sh FAILED (stdout: bench/out/$s.log)" >&2
+    failed="$failed $s"
+  fi
+done
+python3 bench/report.py --cmd "$BENCH_CMD" --wpool build/bench/wpool --note "${BENCH_NOTE:-}" || failed="$failed report"
+echo "bench/run.sh: $(($(date +%s) - start)) s; wrote docs/benchmarks.md and docs/bench-*.svg (raw: bench/out/)" >&2
+if [ -n "$failed" ]; then
+  echo "bench/run.sh: failed:$failed" >&2
+  exit 1
+fi
