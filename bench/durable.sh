@@ -4,7 +4,7 @@
 #   sh bench/durable.sh             100,000 URLs, 3 reps
 #   QUICK=1 sh bench/durable.sh      10,000 URLs, 1 rep
 #
-# - SQLite (`wpool fetch --state FILE`): at WORKERS (64) workers, runs with
+# - SQLite (`wpool fetch --state FILE`): at DURABLE_WORKERS (64) workers, runs with
 #   and without --state alternate (a fresh state file each time); URLs/s of
 #   each and the ratio (issue 6's bar: >= 70% of the rate without it).
 # - PostgreSQL (`wpool migrate/enqueue/work`): a private server (initdb into
@@ -17,7 +17,7 @@
 # as "not measured: this wpool has no ..." and skipped: this script is ready
 # before the feature is.
 #
-# Environment (all optional): REPS, NURLS, WORKERS (64), PG_PROCS ("1 2 4"),
+# Environment (all optional): REPS, NURLS, DURABLE_WORKERS (64), PG_PROCS ("1 2 4"),
 # PG_BIN (the PostgreSQL bin directory; default the newest
 # /usr/lib/postgresql/*/bin), TIMEOUT (600), WPOOL=path.
 # Writes bench/out/durable.md and bench/out/durable.raw
@@ -26,7 +26,7 @@ set -eu
 cd "$(dirname "$0")/.."
 SCRIPT=durable
 . bench/lib.sh
-cmd=$(bench_cmd QUICK REPS NURLS WORKERS PG_PROCS PG_BIN TIMEOUT WPOOL)
+cmd=$(bench_cmd QUICK REPS NURLS DURABLE_WORKERS PG_PROCS PG_BIN TIMEOUT WPOOL)
 
 QUICK=${QUICK:-0}
 if [ "$QUICK" = 1 ]; then
@@ -36,7 +36,7 @@ else
   REPS=${REPS:-3}
   NURLS=${NURLS:-100000}
 fi
-WORKERS=${WORKERS:-64}
+DURABLE_WORKERS=${DURABLE_WORKERS:-64}
 PG_PROCS=${PG_PROCS:-"1 2 4"}
 TIMEOUT=${TIMEOUT:-600}
 
@@ -72,10 +72,10 @@ count_csv() {
 sqlite_run() { # with|without rep
   rm -f "$TMP/state.db" "$TMP/state.db-wal" "$TMP/state.db-shm"
   if [ "$1" = with ]; then
-    set -- "$WPOOL_BIN" fetch -w "$WORKERS" --no-progress -f csv --state "$TMP/state.db" "$URLS"
+    set -- "$WPOOL_BIN" fetch -w "$DURABLE_WORKERS" --no-progress -f csv --state "$TMP/state.db" "$URLS"
     mode=sqlite-state
   else
-    set -- "$WPOOL_BIN" fetch -w "$WORKERS" --no-progress -f csv "$URLS"
+    set -- "$WPOOL_BIN" fetch -w "$DURABLE_WORKERS" --no-progress -f csv "$URLS"
     mode=no-state
   fi
   t0=$(date +%s%N)
@@ -87,12 +87,17 @@ sqlite_run() { # with|without rep
   rate=$(awk -v n="$NURLS" -v s="$secs" 'BEGIN { printf "%.0f", n / s }')
   st=ok
   [ "$rc" = 0 ] && [ "$ok" = "$NURLS" ] || st=FAIL
+  if [ "$mode" = sqlite-state ]; then
+    # the state holds every job once, answered (not timed)
+    "$WPOOL_BIN" results --state "$TMP/state.db" -f csv >"$TMP/results.csv" 2>>"$TMP/err.txt" || st=FAIL
+    [ "$(count_csv "$TMP/results.csv")" = "$NURLS" ] || st=FAIL
+  fi
   echo "$mode 1 $r $NURLS $secs $rate $st" >>"$raw"
   printf '%-13s rep=%s %8s URLs/s  %s\n' "$mode" "$r" "$rate" "$st" >&2
 }
 
 if [ "$has_state" = 1 ]; then
-  echo "== SQLite --state: $REPS reps x $NURLS URLs at $WORKERS workers" >&2
+  echo "== SQLite --state: $REPS reps x $NURLS URLs at $DURABLE_WORKERS workers" >&2
   r=1
   while [ "$r" -le "$REPS" ]; do
     if [ $((r % 2)) = 1 ]; then sqlite_run with; sqlite_run without; else sqlite_run without; sqlite_run with; fi
@@ -148,7 +153,7 @@ if [ "$has_pg" = 1 ] && pg_start; then
       q="bench_${k}_$r"
       "$WPOOL_BIN" enqueue --db "$DB" --queue "$q" "$URLS" >"$TMP/enqueue.log" 2>&1 ||
         { cat "$TMP/enqueue.log" >&2; die "wpool enqueue failed"; }
-      per=$((WORKERS / k))
+      per=$((DURABLE_WORKERS / k))
       [ "$per" -ge 1 ] || per=1
       t0=$(date +%s%N)
       pids=""
@@ -211,10 +216,12 @@ failed() { awk -v m="$1" -v k="$2" '$1 == m && $2 == k && $7 != "ok" { f = 1 } E
     c2=$(cell sqlite-state 1)
     failed no-state 1 && c1="$c1 ✗"
     failed sqlite-state 1 && c2="$c2 ✗"
-    echo "| $WORKERS | $c1 | $c2 | $ratio |"
+    echo "| $DURABLE_WORKERS | $c1 | $c2 | $ratio |"
     echo
     echo "Runs alternate (with, without; then without, with); a fresh state file"
-    echo "each time. Commands: \`wpool fetch -w $WORKERS --no-progress -f csv [--state FILE] URLS\`."
+    echo "each time. Commands: \`wpool fetch -w $DURABLE_WORKERS --no-progress -f csv [--state FILE] URLS\`;"
+    echo "after each run with a state, \`wpool results --state FILE -f csv\` (not timed) must"
+    echo "hold every job once, answered 200 (✗ otherwise)."
     echo "Issue 6's bar: with --state >= 70% of the rate without."
   else
     echo "Not measured: this wpool has no \`fetch --state\` (issue 6). When it has,"
@@ -229,12 +236,12 @@ failed() { awk -v m="$1" -v k="$2" '$1 == m && $2 == k && $7 != "ok" { f = 1 } E
     for k in $PG_PROCS; do
       c=$(cell postgres "$k")
       failed postgres "$k" && c="$c ✗"
-      echo "| $k | $((WORKERS / k)) | $c |"
+      echo "| $k | $((DURABLE_WORKERS / k)) | $c |"
     done
     echo
     echo "A private PostgreSQL ($("$PG_BIN/postgres" --version 2>/dev/null)) on the same machine;"
     echo "per run: \`wpool enqueue --db URL --queue Q URLS\`, then K x"
-    echo "\`wpool work --db URL --queue Q -w $WORKERS/K --exit-when-empty\` started together,"
+    echo "\`wpool work --db URL --queue Q -w $DURABLE_WORKERS/K --exit-when-empty\` started together,"
     echo "timed until the last exits; ✗: a process failed or \`wpool results\` did not"
     echo "hold every job once, answered."
   else

@@ -337,13 +337,18 @@ def main():
     ap.add_argument("--wpool", default="")
     ap.add_argument("--note", default="")
     ap.add_argument("--no-plots", action="store_true")
+    ap.add_argument("--only", default="pool fetch rss shutdown durable",
+                    help="the parts this generation ran; the others' files in OUT are stale, not read")
     a = ap.parse_args()
+    only = set(a.only.split())
 
     out = a.out
-    fetch = fetch_stats(read_rows(os.path.join(out, "fetch.raw")))
-    pool = pool_stats(read_rows(os.path.join(out, "pool.raw")))
-    rss = rss_stats(read_rows(os.path.join(out, "rss.raw")))
-    shut = read_rows(os.path.join(out, "shutdown.raw"))
+    def rows(name):
+        return read_rows(os.path.join(out, name + ".raw")) if name in only else None
+    fetch = fetch_stats(rows("fetch"))
+    pool = pool_stats(rows("pool"))
+    rss = rss_stats(rows("rss"))
+    shut = rows("shutdown")
     mach = machine(a.wpool)
     made = [] if a.no_plots else plots(out, a.docs, fetch, pool, rss)
     tab, lines = headline(fetch, pool, rss, shut)
@@ -369,7 +374,7 @@ def main():
                 ("shutdown.md", "bench/shutdown.sh"), ("durable.md", "bench/durable.sh")]
     for f, script in sections:
         p = os.path.join(out, f)
-        if os.path.exists(p):
+        if f[:-3] in only and os.path.exists(p):
             with open(p) as fh:
                 doc.append(demote(fh.read()))
         else:

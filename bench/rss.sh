@@ -8,13 +8,16 @@
 #
 # Environment (all optional):
 #   SIZES="..."     input sizes (URLs per run)
-#   WORKERS=n       transfers in flight, every peer (default 64)
+#   RSS_WORKERS=n       transfers in flight, every peer (default 64)
 #   PEERS="..."     default "wpool go-tuned go-post curl"
 #   CURL_MAX_SIZE=n curl --parallel reads its whole config before the first
 #                   transfer: above this size it is not run (default 1000000;
 #                   at 10M it would take gigabytes of a shared machine)
 #   REPS=n          runs per size and peer (default 1: max RSS hardly varies)
 #   TIMEOUT=n       seconds per run (default 3600)
+#   RSS_EXTRA=file  rows of an earlier bench/rss.sh run (its rss.raw), for
+#                   sizes not run now (the 10M point takes long): added to
+#                   this run's table and raw file, each cell marked †
 #   WPOOL=path      a wpool binary to use instead of building build/bench
 #
 # The peers:
@@ -32,7 +35,7 @@ set -eu
 cd "$(dirname "$0")/.."
 SCRIPT=rss
 . bench/lib.sh
-cmd=$(bench_cmd QUICK SIZES WORKERS PEERS CURL_MAX_SIZE REPS TIMEOUT WPOOL)
+cmd=$(bench_cmd QUICK SIZES RSS_WORKERS PEERS CURL_MAX_SIZE REPS TIMEOUT WPOOL RSS_EXTRA)
 
 QUICK=${QUICK:-0}
 if [ "$QUICK" = 1 ]; then
@@ -40,7 +43,7 @@ if [ "$QUICK" = 1 ]; then
 else
   SIZES=${SIZES:-"1000 10000 100000 1000000 10000000"}
 fi
-WORKERS=${WORKERS:-64}
+RSS_WORKERS=${RSS_WORKERS:-64}
 PEERS=${PEERS:-"wpool go-tuned go-post curl"}
 CURL_MAX_SIZE=${CURL_MAX_SIZE:-1000000}
 REPS=${REPS:-1}
@@ -48,7 +51,7 @@ TIMEOUT=${TIMEOUT:-3600}
 for p in $PEERS; do
   case $p in wpool | go-tuned | go-post | curl) ;; *) die "PEERS: unknown peer $p" ;; esac
 done
-for s in $SIZES $WORKERS $REPS $CURL_MAX_SIZE; do
+for s in $SIZES $RSS_WORKERS $REPS $CURL_MAX_SIZE; do
   case $s in '' | *[!0-9]*) die "not a number: $s" ;; esac
 done
 
@@ -91,12 +94,12 @@ run_one() { # peer size rep
   URLS=$TMP/urls.txt
   head -n "$n" "$ALL" >"$URLS"
   case $peer in
-  wpool) set -- "$WPOOL_BIN" fetch -w "$WORKERS" --no-progress -f csv "$URLS" ;;
-  go-tuned) set -- "$GO_BIN" -workers "$WORKERS" -tuned "$URLS" ;;
-  go-post) set -- "$GO_BIN" -workers "$WORKERS" -tuned -buf 0 "$URLS" ;;
+  wpool) set -- "$WPOOL_BIN" fetch -w "$RSS_WORKERS" --no-progress -f csv "$URLS" ;;
+  go-tuned) set -- "$GO_BIN" -workers "$RSS_WORKERS" -tuned "$URLS" ;;
+  go-post) set -- "$GO_BIN" -workers "$RSS_WORKERS" -tuned -buf 0 "$URLS" ;;
   curl)
     curl_config "$URLS" "$TMP/curl.cfg"
-    set -- curl --parallel --parallel-max "$WORKERS" -s --no-progress-meter \
+    set -- curl --parallel --parallel-max "$RSS_WORKERS" -s --no-progress-meter \
       -w '%{http_code} %{url}\n' --config "$TMP/curl.cfg"
     ;;
   esac
@@ -124,7 +127,7 @@ run_one() { # peer size rep
 }
 
 load_start=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo '?')
-echo "== RSS against input size: sizes $SIZES; $WORKERS workers; peers: $PEERS" >&2
+echo "== RSS against input size: sizes $SIZES; $RSS_WORKERS workers; peers: $PEERS" >&2
 for s in $SIZES; do
   r=1
   while [ "$r" -le "$REPS" ]; do
@@ -133,6 +136,19 @@ for s in $SIZES; do
   done
 done
 load_end=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo '?')
+
+# Rows of an earlier run, for the sizes this one did not run.
+extra_sizes=""
+if [ -n "${RSS_EXTRA:-}" ]; then
+  [ -r "$RSS_EXTRA" ] || die "RSS_EXTRA: cannot read $RSS_EXTRA"
+  for s in $(awk 'NF == 6 { print $2 }' "$RSS_EXTRA" | sort -n -u); do
+    case " $SIZES " in *" $s "*) ;; *) extra_sizes="$extra_sizes $s" ;; esac
+  done
+  for s in $extra_sizes; do
+    awk -v s="$s" 'NF == 6 && $2 == s' "$RSS_EXTRA" >>"$raw"
+  done
+  SIZES="$SIZES$extra_sizes"
+fi
 
 title() {
   case $1 in
@@ -149,7 +165,7 @@ title() {
   echo "$(date -u '+%Y-%m-%d %H:%M UTC'). Command: \`$cmd\`"
   echo
   echo "Max RSS (MB) of the client fetching N URLs from nginx on 127.0.0.1,"
-  echo "$WORKERS transfers in flight; median of $REPS run(s). Seconds: the whole run."
+  echo "$RSS_WORKERS transfers in flight; median of $REPS run(s). Seconds: the whole run."
   echo
   hdr="| URLs |"
   sep="|---:|"
@@ -168,6 +184,7 @@ title() {
         if awk -v p="$p" -v s="$s" '$1 == p && $2 == s && $6 == "FAIL" { f = 1 } END { exit !f }' "$raw"; then
           c="$c ✗"
         fi
+        case " $extra_sizes " in *" $s "*) c="$c †" ;; esac
       else
         c="-"
       fi
@@ -176,20 +193,25 @@ title() {
     echo "$row"
   done
   echo
-  echo "- **wpool**: \`wpool fetch -w $WORKERS --no-progress -f csv URLS\`: reads"
+  echo "- **wpool**: \`wpool fetch -w $RSS_WORKERS --no-progress -f csv URLS\`: reads"
   echo "  ahead 2 x workers (\`--queue\`), so its memory does not grow with the list."
-  echo "- **Go tuned (streams)**: \`go-fetch -workers $WORKERS -tuned URLS\`: the post's"
+  echo "- **Go tuned (streams)**: \`go-fetch -workers $RSS_WORKERS -tuned URLS\`: the post's"
   echo "  pipeline with channels of 2 x workers, fed as the list is read."
-  echo "- **Go, the post's buffers**: \`go-fetch -workers $WORKERS -tuned -buf 0 URLS\`:"
+  echo "- **Go, the post's buffers**: \`go-fetch -workers $RSS_WORKERS -tuned -buf 0 URLS\`:"
   echo "  the post's NUM_JOBS-sized channels, so the whole list is read into a"
   echo "  slice first (the post's \`urls\`)."
-  echo "- **curl --parallel**: \`curl --parallel --parallel-max $WORKERS --config CFG\`;"
+  echo "- **curl --parallel**: \`curl --parallel --parallel-max $RSS_WORKERS --config CFG\`;"
   echo "  curl parses the whole config before the first transfer. Not run above"
   echo "  $CURL_MAX_SIZE URLs (\`-\`)."
   echo
   echo "Each under \`/usr/bin/time -f '%e %U %S %M' timeout $TIMEOUT\`, its output"
   echo "piped to a checker: every URL answered 200 exactly once (✗ otherwise)."
   echo "Load average: $load_start at the start, $load_end at the end."
+  if [ -n "$extra_sizes" ]; then
+    echo
+    echo "† Not run by this command: from an earlier run of bench/rss.sh"
+    echo "(\`RSS_EXTRA=$RSS_EXTRA\`; sizes$extra_sizes), on the same machine and build."
+  fi
   if [ -n "$fails" ]; then
     echo
     echo "Failed runs:"

@@ -25,6 +25,22 @@ QUICK=${QUICK:-0}
 export QUICK
 [ "$QUICK" = 1 ] || unset QUICK
 BENCH_CMD=${BENCH_CMD:-"sh bench/run.sh"}
+# The settings given in the environment belong to the command on the page.
+# (WORKERS and NJOBS/MODES/QUEUE go to pool.sh, WORKERS and the *NURLS to
+# fetch.sh, SIZES/RSS_* to rss.sh, INFLIGHT/QUEUED to shutdown.sh,
+# DURABLE_WORKERS/PG_* to durable.sh; REPS, NURLS, TIMEOUT to all that
+# take them; each section of the page repeats its own.)
+envs=""
+for v in REPS NJOBS MODES QUEUE GO_BUF WORKERS NURLS SLOW_NURLS XARGS_NURLS PEERS WRK_SECS \
+  SIZES RSS_WORKERS CURL_MAX_SIZE RSS_EXTRA INFLIGHT QUEUED DURABLE_WORKERS PG_PROCS PG_BIN \
+  TIMEOUT WPOOL BENCH_ONLY; do
+  eval "isset=\${$v+x}"
+  if [ -n "$isset" ]; then
+    eval "val=\$$v"
+    envs="$envs$v='$val' "
+  fi
+done
+BENCH_CMD="$envs$BENCH_CMD"
 ONLY=${BENCH_ONLY:-"pool fetch rss shutdown durable"}
 mkdir -p bench/out docs
 for s in $ONLY; do rm -f "bench/out/$s.md" "bench/out/$s.raw"; done
@@ -37,7 +53,8 @@ for s in $ONLY; do
     failed="$failed $s"
   fi
 done
-python3 bench/report.py --cmd "$BENCH_CMD" --wpool build/bench/wpool --note "${BENCH_NOTE:-}" || failed="$failed report"
+python3 bench/report.py --cmd "$BENCH_CMD" --wpool build/bench/wpool --note "${BENCH_NOTE:-}" \
+  --only "$ONLY" || failed="$failed report"
 echo "bench/run.sh: $(($(date +%s) - start)) s; wrote docs/benchmarks.md and docs/bench-*.svg (raw: bench/out/)" >&2
 if [ -n "$failed" ]; then
   echo "bench/run.sh: failed:$failed" >&2
