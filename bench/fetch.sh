@@ -16,7 +16,11 @@
 #   WORKERS="..." worker counts (default "1 4 16 64 256 1024";
 #                 QUICK: "1 16 256 1024")
 #   PEERS="..."   peers, in this order in the first rep (default
-#                 "wpool go-tuned go-written curl xargs wrk")
+#                 "wpool go-tuned go-written curl xargs wrk"); also
+#                 wpool-metrics (wpool with --metrics 0: the pool's and the
+#                 engine's metrics kept and served) and wpool-obs (also
+#                 --traceparent and JSON logs at info into /dev/null), to
+#                 measure what observability costs (bench/obs.sh)
 #   WRK_SECS=n    seconds per wrk run (default 3)
 #   TIMEOUT=n     seconds per run; a run that takes longer fails (default 600)
 #   WPOOL=path    a wpool binary to use instead of building build/bench
@@ -68,7 +72,7 @@ BAR_RSS_WORKERS=1024
 BAR_RSS_MB=32
 
 for p in $PEERS; do
-  case $p in wpool | go-tuned | go-written | curl | xargs | wrk) ;; *) die "PEERS: unknown peer $p" ;; esac
+  case $p in wpool | wpool-metrics | wpool-obs | go-tuned | go-written | curl | xargs | wrk) ;; *) die "PEERS: unknown peer $p" ;; esac
 done
 case $NURLS in '' | *[!0-9]*) die "NURLS: not a number: $NURLS" ;; esac
 [ "$NURLS" -ge 1 ] || die "NURLS must be at least 1"
@@ -122,7 +126,7 @@ wrk_t() { # workers -> wrk threads (at most 2, at most one per connection)
 # each result's latency in ms, one a line, to $LAT.
 check() {
   case $1 in
-  wpool) # csv: id,url,ok,status,error,attempts,elapsed_ms,... (no commas in our URLs)
+  wpool*) # csv: id,url,ok,status,error,attempts,elapsed_ms,... (no commas in our URLs)
     awk -F, -v n="$3" -v lat="$LAT" 'NR > 1 {
         if ($3 == "true" && $4 == "200") ok++
         if ($1 >= 1 && $1 <= n && !seen[$1]++) d++
@@ -175,6 +179,9 @@ run_one() {
   n=$NURLS
   case $peer in
   wpool) set -- "$WPOOL_BIN" fetch -w "$w" --no-progress -f csv "$URLS" ;;
+  wpool-metrics) set -- "$WPOOL_BIN" fetch -w "$w" --no-progress -f csv --metrics 0 "$URLS" ;;
+  wpool-obs) set -- "$WPOOL_BIN" fetch -w "$w" --no-progress -f csv --metrics 0 \
+    --traceparent --log-format json --log-file /dev/null "$URLS" ;;
   go-tuned) set -- "$GO_BIN" -workers "$w" -tuned "$URLS" ;;
   go-written)
     n=$SLOW_NURLS
@@ -280,6 +287,8 @@ has_fail() { # peer workers
 peer_title() {
   case $1 in
   wpool) echo "wpool" ;;
+  wpool-metrics) echo "wpool --metrics" ;;
+  wpool-obs) echo "wpool --metrics --traceparent, JSON logs" ;;
   go-tuned) echo "Go tuned" ;;
   go-written) echo "Go as written" ;;
   curl) echo "curl --parallel" ;;
@@ -413,8 +422,18 @@ bar_lines() {
     [ "$nf" = 0 ] || v=FAIL
     echo "- Bar: every URL answered 200, exactly once, in every wpool run: **$v** ($((nw - nf)) of $nw runs)."
   fi
-  np=$(awk '$1 != "wpool" && $1 != "wrk" { n++ } END { print n + 0 }' "$raw")
-  nf=$(awk '$1 != "wpool" && $1 != "wrk" && $13 != "ok" { n++ } END { print n + 0 }' "$raw")
+  # The cost of observability (issue 5): within 5% of wpool's URLs/s.
+  for q in wpool-metrics wpool-obs; do
+    in_list "$q" $PEERS && in_list wpool $PEERS || continue
+    for w in $WORKERS; do
+      r=$(ratio "$q" wpool "$w")
+      c=$(ratio "$q" wpool "$w" 12)
+      v=$(awk -v r="$r" 'BEGIN { print (r != "-" && r + 0 >= 0.95) ? "PASS" : "FAIL" }')
+      echo "- Bar: at $w workers, $(peer_title "$q") >= 0.95x wpool's URLs/s: **$v** (${r}x; CPU per URL ${c}x of wpool's; medians)."
+    done
+  done
+  np=$(awk '$1 !~ /^wpool/ && $1 != "wrk" { n++ } END { print n + 0 }' "$raw")
+  nf=$(awk '$1 !~ /^wpool/ && $1 != "wrk" && $13 != "ok" { n++ } END { print n + 0 }' "$raw")
   echo "- (The other URL-list peers: every URL answered 200, exactly once, in $((np - nf)) of $np runs.)"
 }
 

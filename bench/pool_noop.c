@@ -113,12 +113,14 @@ static const char *errstr(int e, char *buf, size_t len) {
 static void usage(void) {
   fprintf(stderr,
           "usage: pool_noop [-j JOBS] [-w WORKERS(1-10000)] "
-          "[-m callback|chan]\n");
+          "[-m callback|chan] [-M]\n"
+          "  -M  the pool keeps its metrics (wp_pool_config.metrics)\n");
 }
 
 int main(int argc, char **argv) {
   uint64_t jobs = 1000000, workers = 1, queue = 0;
   enum mode mode = MODE_CALLBACK;
+  wp_metrics *metrics = NULL;
   bench b;
   wp_pool_config cfg;
   wp_pool *pool = NULL;
@@ -129,8 +131,14 @@ int main(int argc, char **argv) {
   int64_t start_ns = 0, end_ns;
   double secs;
 
-  while ((opt = getopt(argc, argv, "j:w:m:q:")) != -1) {
+  while ((opt = getopt(argc, argv, "j:w:m:q:M")) != -1) {
     switch (opt) {
+      case 'M':
+        if (!metrics && wp_metrics_create(&metrics) != 0) {
+          fprintf(stderr, "pool_noop: wp_metrics_create failed\n");
+          return 1;
+        }
+        break;
       case 'j':
         /* the sum of IDs 1..jobs must fit in 64 bits */
         if (parse_u64(optarg, 1, UINT64_C(4000000000), &jobs) != 0) {
@@ -182,6 +190,7 @@ int main(int argc, char **argv) {
   cfg.max_outstanding = (size_t)queue; /* -q; 0: the default, 2 * workers */
   cfg.task = noop_task;
   cfg.userdata = &b;
+  cfg.metrics = metrics; /* -M; NULL: none */
   if (mode == MODE_CHAN) {
     rc =
         wp_chan_create(sizeof(wp_result),
@@ -258,6 +267,16 @@ cleanup:
   }
   wp_pool_destroy(pool);
   wp_chan_destroy(b.results);
+  if (metrics && !failed) { /* the pool counted every job */
+    char *text = NULL;
+    if (wp_metrics_render(metrics, &text, NULL) != 0 ||
+        !strstr(text, "wpool_jobs_completed_total{outcome=\"ok\"} ")) {
+      fprintf(stderr, "pool_noop: no metrics rendered\n");
+      failed = 1;
+    }
+    free(text);
+  }
+  wp_metrics_destroy(metrics);
   if (failed) return 1;
 
   count = atomic_load(&b.count);
