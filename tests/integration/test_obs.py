@@ -267,10 +267,15 @@ def test_metrics_mid_run_promtool_and_final_values_match_results():
         # Every /delay job took at least 150 ms: none is under le=0.1.
         fast = metric(f, "wpool_job_duration_seconds_bucket", le="0.1")
         check(fast <= len(urls) - 16, "jobs under 100 ms: %r" % fast)
+        # A response per attempt (each of these URLs answers every attempt
+        # the same way): the final status times the attempts, with retries
+        # (issue 4's default) or without.
         by_status = {}
         for r in results:
             if r["status"] is not None:
-                by_status[r["status"]] = by_status.get(r["status"], 0) + 1
+                by_status[r["status"]] = by_status.get(r["status"], 0) + r["attempts"]
+        eq(metric(f, "wpool_retries_total"),
+           sum(max(r["attempts"] - 1, 0) for r in results), "retries")
         for code, n in by_status.items():
             eq(metric(f, "wpool_http_responses_total", code=str(code)), n, "responses %d" % code)
         eq(metric(f, "wpool_in_flight"), 0, "in flight at the end")
@@ -287,6 +292,9 @@ def test_metrics_mid_run_promtool_and_final_values_match_results():
             eq(r["attempts"], d[r["id"]]["attempts"], "attempts of the giving-up record")
             eq(r["error"], d[r["id"]]["error"], "error of the giving-up record")
             check("trace_id" in r and "elapsed_ms" in r and r["level"] == "warn", "fields of %r" % r)
+        # A retry record at the start of every attempt after the first.
+        eq(sum(1 for r in recs if r["msg"] == "retry"),
+           sum(max(r["attempts"] - 1, 0) for r in results), "retry records")
         summ = [r for r in recs if r["msg"] == "run summary"]
         eq(len(summ), 1, "summary records")
         eq((summ[0]["ok"], summ[0]["failed"]), (ok, failed), "summary counts")
