@@ -309,13 +309,12 @@ def headline(fetch, pool, rss, shut):
                          % (ws[0], ws[-1], min(rc), max(rc), min(rch), max(rch)))
     if rss:
         sizes = sorted({s for (_, s) in rss})
-        big = sizes[-1]
-        parts = []
-        for p, t in RSS_PEERS:
-            if (p, big) in rss:
-                parts.append("%s %.1f MB" % (t, rss[(p, big)][0]))
+        # the largest size, and the largest where several peers ran, if not the same
+        several = [z for z in sizes if sum((p, z) in rss for p, _ in RSS_PEERS) > 1]
+        show = sorted({sizes[-1]} | ({several[-1]} if several else set()))
         small = rss.get(("wpool", sizes[0]))
-        if parts:
+        for big in show:
+            parts = ["%s %.1f MB" % (t, rss[(p, big)][0]) for p, t in RSS_PEERS if (p, big) in rss]
             lines.append("- Memory at %s URLs of input: %s%s." % (
                 "{:,}".format(big), ", ".join(parts),
                 " (wpool at %s URLs: %.1f MB)" % ("{:,}".format(sizes[0]), small[0]) if small else ""))
