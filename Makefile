@@ -10,6 +10,9 @@
 #   make bench      install nginx, wrk, Go, gnuplot (Debian), run the whole
 #                   benchmark suite, write docs/benchmarks.md and its plots
 #                   (bench/README.md); `make bench QUICK=1`: under 3 minutes
+#   make fuzz       run every libFuzzer target FUZZ_SECONDS each (default 60;
+#                   make test runs them 30 s each)
+#   make lint       cppcheck and clang-tidy (also part of make test)
 
 PREFIX ?= /usr/local
 JOBS ?= $(shell nproc 2>/dev/null || echo 2)
@@ -20,10 +23,11 @@ BUILD := build
 # Debian packages the build and the tests need; BENCH_DEPS: what `make bench`
 # needs on top (peers, server, plots; PostgreSQL for the durable section).
 DEPS := build-essential cmake pkg-config valgrind python3 clang libclang-rt-14-dev \
-        libcurl4-openssl-dev libmicrohttpd-dev prometheus
+        libcurl4-openssl-dev libmicrohttpd-dev prometheus \
+        libjansson-dev libcsv-dev cppcheck clang-tidy
 BENCH_DEPS := nginx-light wrk golang-go gnuplot-nox curl time postgresql
 
-.PHONY: all build deps run test test-plain test-asan test-tsan valgrind install bench clean format
+.PHONY: all build deps run test test-plain test-asan test-tsan valgrind install bench fuzz lint clean format
 
 all: build
 
@@ -46,6 +50,13 @@ install: build
 bench:
 	@sh scripts/deps.sh $(DEPS) $(BENCH_DEPS)
 	@QUICK=$(QUICK) BENCH_CMD="make bench$(if $(QUICK), QUICK=$(QUICK))" sh bench/run.sh
+
+FUZZ_SECONDS ?= 60
+fuzz: deps
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) sh scripts/fuzz.sh
+
+lint: deps
+	@sh scripts/lint.sh
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

@@ -47,5 +47,33 @@ else
   failed=$((failed + 1))
 fi
 
+# A step that ends with "<what>: N passed, N failed" (scripts/lint.sh,
+# scripts/fuzz.sh): its counts are added to the total.
+step() { # name command...
+  name=$1
+  shift
+  echo "== $name"
+  "$@" >"build/$name.log" 2>&1
+  grep -vE ': [0-9]+ passed, [0-9]+ failed$' "build/$name.log" | tail -n 60
+  line=$(grep -E "^$name: [0-9]+ passed, [0-9]+ failed$" "build/$name.log" | tail -n 1)
+  if [ -z "$line" ]; then
+    echo "$name: no result line" | tee -a "$log"
+    failed=$((failed + 1))
+    return
+  fi
+  echo "$line" | tee -a "$log"
+  p=$(echo "$line" | sed -E 's/.*: ([0-9]+) passed.*/\1/')
+  f=$(echo "$line" | sed -E 's/.*, ([0-9]+) failed$/\1/')
+  passed=$((passed + p))
+  failed=$((failed + f))
+}
+
+# Static analysis (cppcheck, clang-tidy) with the plain build's compile
+# commands; then every fuzz target for FUZZ_SECONDS (30) under ASan+UBSan,
+# two at a time.
+step lint sh scripts/lint.sh build/plain
+export FUZZ_SECONDS="${FUZZ_SECONDS:-30}"
+step fuzz sh scripts/fuzz.sh
+
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

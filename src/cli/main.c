@@ -64,6 +64,8 @@ typedef struct options {
 
 static const char *prog = "wpool";
 
+static void usage_error(const char *fmt, ...)
+    __attribute__((noreturn, format(printf, 1, 2)));
 static void usage_error(const char *fmt, ...) {
   va_list ap;
   fprintf(stderr, "%s fetch: ", prog);
@@ -614,9 +616,11 @@ static void format_rate(char *b, size_t n, double r) {
 }
 
 static void draw_progress(bool final) {
+  /* In this order, so that the line is honest: once the input is known to
+   * be done, total is final; and done <= total (a result follows its read). */
+  bool known = atomic_load(&R.input_done);
   uint64_t done = atomic_load(&R.done);
   uint64_t total = atomic_load(&R.read_jobs);
-  bool known = atomic_load(&R.input_done);
   double secs = (double)(wp_now_ns() - R.start_ns) / 1e9;
   double rate = secs > 0 ? (double)done / secs : 0;
   pthread_mutex_lock(&R.out_mu);
@@ -642,7 +646,7 @@ static void draw_progress(bool final) {
              "%" PRIu64 " done, %" PRIu64 " read, %s, %" PRIu64 " failed", done,
              total, rb, failed);
   }
-  fprintf(stderr, "\r\033[K%s%s", final ? "" : line, final ? "" : "");
+  fprintf(stderr, "\r\033[K%s", final ? "" : line);
   fflush(stderr);
 }
 

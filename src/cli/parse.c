@@ -29,7 +29,8 @@
 static bool is_digit(char c) { return c >= '0' && c <= '9'; }
 
 static char ascii_lower(char c) {
-  return (c >= 'A' && c <= 'Z') ? (char)(c - 'A' + 'a') : c;
+  if (c >= 'A' && c <= 'Z') c = (char)(c - 'A' + 'a');
+  return c;
 }
 
 /* Does s[0..n) equal the lower-case word w, ignoring ASCII case? */

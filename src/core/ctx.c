@@ -214,6 +214,8 @@ static int timer_arm(wp_ctx *c) {
   pthread_mutex_lock(&timers.mu);
   if (timers.len == timers.cap) {
     size_t ncap = timers.cap ? timers.cap * 2 : 64;
+    /* An array of pointers: sizeof *nh is meant. */
+    /* NOLINTNEXTLINE(bugprone-sizeof-expression) */
     wp_ctx **nh = realloc(timers.heap, ncap * sizeof *nh);
     if (!nh) {
       pthread_mutex_unlock(&timers.mu);

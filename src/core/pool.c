@@ -671,7 +671,10 @@ int wp_pool_create(const wp_pool_config *cfg, wp_pool **out) {
   p->bound = bound;
   p->nworkers = cfg->workers;
   p->slots = calloc(bound, sizeof *p->slots);
+  /* Arrays of pointers: sizeof *p->ring and *p->heap are meant. */
+  /* NOLINTNEXTLINE(bugprone-sizeof-expression) */
   p->ring = calloc(bound, sizeof *p->ring);
+  /* NOLINTNEXTLINE(bugprone-sizeof-expression) */
   p->heap = calloc(bound, sizeof *p->heap);
   p->workers = calloc(cfg->workers, sizeof *p->workers);
   if (!p->slots || !p->ring || !p->heap || !p->workers) {

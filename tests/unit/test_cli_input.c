@@ -39,6 +39,8 @@ typedef struct tmpdir {
 
 static void tmpdir_make(tmpdir *t) {
   const char *base = getenv("TMPDIR");
+  /* snprintf writes t->path, it does not read it. */
+  /* cppcheck-suppress ctuuninitvar */
   snprintf(t->path, sizeof t->path, "%s/wp_cli_input_XXXXXX",
            base && *base ? base : "/tmp");
   ASSERT(mkdtemp(t->path) != NULL);

@@ -218,6 +218,8 @@ TEST(ctx_cancel_tree_table) {
     counter cnt[TREE_N];
     int fd[TREE_N];
     for (int i = 0; i < TREE_N; i++) {
+      /* tree_parent[i] < i: the parent was made in an earlier round. */
+      /* cppcheck-suppress uninitvar */
       wp_ctx *par = tree_parent[i] < 0 ? NULL : node[tree_parent[i]];
       if (tree_deadline[i])
         ASSERT_OK(wp_ctx_with_timeout(par, HOUR, &node[i]));
