@@ -65,6 +65,8 @@
 
 #include <microhttpd.h>
 
+#include "hostile.h"
+
 #define CONNECTION_LIMIT 20000u
 #define MAP_MAX_ENTRIES 100000u
 #define OVERFLOW_KEY "(overflow)"
@@ -84,6 +86,7 @@
 #define OTLP_TOTAL_MAX (256u << 20)
 
 static bool log_requests;
+static unsigned hostile_port, silent_port; /* hostile.c's listeners */
 
 /* ------------------------------------------------------------------------ */
 /* Pure helpers: numbers, JSON text. No I/O, no globals.                    */
@@ -1119,6 +1122,10 @@ static enum MHD_Result route(struct MHD_Connection *c, struct req *r,
   if (strcmp(url, "/traces/seen") == 0) return route_traces_seen(c, r);
   if (strcmp(url, "/v1/traces/received") == 0)
     return route_traces_received(c, r);
+  if (strcmp(url, "/hostile") == 0)
+    return send_response(c, r, 200,
+                         text_response("port=%u silent_port=%u\n",
+                                       hostile_port, silent_port));
   return send_text(c, r, 404, "not found\n");
 }
 
@@ -1203,6 +1210,7 @@ static void usage(FILE *f) {
       "  /retry-after/S[?key=K][&form=date] /echo-headers /stats "
       "/stats/reset\n"
       "  /traces/seen (traceparent per request) /v1/traces/received\n"
+      "  /hostile: the ports of the hostile listener (tests/support/hostile.c)\n"
       "POST: /v1/traces (OTLP/HTTP JSON receiver), /hang, /stats/reset\n",
       f);
 }
@@ -1339,6 +1347,11 @@ int main(int argc, char **argv) {
   unsigned bound = 0;
   int lfd = listen_loopback((unsigned)port, &bound);
   if (lfd < 0) return 1;
+  if (hostile_start(&hostile_port, &silent_port) != 0) {
+    fprintf(stderr, "wpool-testserver: cannot start the hostile listener\n");
+    close(lfd);
+    return 1;
+  }
   int err = timer_start();
   if (err) {
     fprintf(stderr, "wpool-testserver: timer thread: error %d\n", err);
@@ -1370,6 +1383,7 @@ int main(int argc, char **argv) {
   }
   if (log_requests) fprintf(stderr, "wpool-testserver: signal %d, bye\n", sig);
 
+  hostile_stop();
   timer_stop();       /* resumes every parked connection */
   MHD_stop_daemon(d); /* closes the listening socket too */
   MHD_destroy_response(ok_response);
