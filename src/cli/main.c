@@ -425,10 +425,13 @@ static void emit_locked(const wp_result *res) {
     rec.bytes = j->req.bytes;
     wp__buf_reset(&R.buf);
     wp__format_result(&R.buf, R.o->format, &rec);
-    if (fwrite(R.buf.data, 1, R.buf.len, R.out) != R.buf.len ||
+    /* R.buf has room for the longest record (see cmd_fetch), so oom is not
+     * expected; should it happen, the result is not silently dropped: the
+     * run stops as on a write error, saying so. */
+    if (R.buf.oom || fwrite(R.buf.data, 1, R.buf.len, R.out) != R.buf.len ||
         (R.out_is_tty && fflush(R.out) != 0)) {
       R.write_failed = true;
-      R.write_errno = errno;
+      R.write_errno = R.buf.oom ? ENOMEM : errno;
       /* Stop the run from the controller (not from here: a result
        * callback must not wait for its own pool). */
       pthread_kill(R.controller, SIGUSR2);
@@ -675,6 +678,24 @@ static void summary(void) {
           R.by_class[0]);
 }
 
+/* The run could not start after the engine did: nothing was read, so no
+ * job is owed a result. Says why, stops what runs, frees what it can. */
+static int setup_failed(const char *what, const char *why,
+                        bool controller_running) {
+  fprintf(stderr, "%s fetch: %s: %s\n", prog, what, why);
+  if (controller_running) {
+    pthread_kill(R.controller, SIGUSR1);
+    pthread_join(R.controller, NULL);
+  }
+  wp__fetch_destroy(R.engine);
+  R.engine = NULL;
+  wp__obs_stop(R.obs); /* after the engine, as at the end of a run */
+  R.obs = NULL;
+  wp_ctx_release(R.done_ctx);
+  R.done_ctx = NULL;
+  return EXIT_SOME_FAILED;
+}
+
 static int cmd_fetch(int argc, char **argv) {
   options o;
   parse_fetch_args(argc, argv, &o);
@@ -728,6 +749,18 @@ static int cmd_fetch(int argc, char **argv) {
   pthread_mutex_init(&R.prod_mu, NULL);
   pthread_cond_init(&R.prod_cv, NULL);
   wp__buf_init(&R.buf);
+  /* Room for the longest record up front, so that writing a result never
+   * allocates: a URL is at most WP__LINE_MAX bytes, 6 bytes each at worst
+   * in JSON (\u00XX), an error at most WP__FETCH_ERRLEN, 6 each too. */
+  {
+    static const char room[6 * (WP__LINE_MAX + WP__FETCH_ERRLEN) + 1024];
+    wp__buf_append(&R.buf, room, sizeof room);
+    if (R.buf.oom) {
+      fprintf(stderr, "%s fetch: out of memory\n", prog);
+      return EXIT_SOME_FAILED;
+    }
+    wp__buf_reset(&R.buf);
+  }
   R.next_out = 1;
   R.window = (uint64_t)o.workers + o.queue;
   if (o.ordered) {
@@ -759,7 +792,8 @@ static int cmd_fetch(int argc, char **argv) {
     return EXIT_SOME_FAILED;
   }
   R.pool = wp__fetch_pool(R.engine);
-  wp_ctx_with_cancel(NULL, &R.done_ctx);
+  rc = wp_ctx_with_cancel(NULL, &R.done_ctx);
+  if (rc != 0) return setup_failed("cannot start", wp_strerror(rc), false);
 
   if (o.format == WP__FMT_CSV) {
     wp__buf_reset(&R.buf);
@@ -779,10 +813,26 @@ static int cmd_fetch(int argc, char **argv) {
         WP__FSTR("version", WPOOL_VERSION)};
     wp__obs_log(R.obs, WP__LOG_INFO, "run start", f, sizeof f / sizeof f[0]);
   }
-  pthread_create(&R.controller, NULL, controller, NULL);
+  char eb[128];
+  int trc = pthread_create(&R.controller, NULL, controller, NULL);
+  if (trc != 0)
+    return setup_failed("cannot start a thread", strerror_r(trc, eb, sizeof eb),
+                        false);
   pthread_t prog_thread, prod_thread;
-  if (show_progress) pthread_create(&prog_thread, NULL, progress, NULL);
-  pthread_create(&prod_thread, NULL, producer, rd);
+  if (show_progress &&
+      (trc = pthread_create(&prog_thread, NULL, progress, NULL)) != 0) {
+    fprintf(stderr, "%s fetch: no progress bar: cannot start its thread: %s\n",
+            prog, strerror_r(trc, eb, sizeof eb));
+    show_progress = false;
+  }
+  trc = pthread_create(&prod_thread, NULL, producer, rd);
+  if (trc != 0) {
+    /* Nothing was read: no job is owed a result. */
+    wp_ctx_cancel(R.done_ctx);
+    if (show_progress) pthread_join(prog_thread, NULL);
+    return setup_failed("cannot start a thread", strerror_r(trc, eb, sizeof eb),
+                        true);
+  }
 
   /* Wait for the producer; after a stop, not for a producer blocked in a
    * read (a terminal, a FIFO): what it has not returned is not read. */
@@ -809,7 +859,6 @@ static int cmd_fetch(int argc, char **argv) {
     R.write_errno = errno;
   }
   if (R.write_failed && R.write_errno != EPIPE) {
-    char eb[128];
     const char *why = strerror_r(R.write_errno, eb, sizeof eb);
     fprintf(stderr, "%s fetch: writing results: %s\n", prog, why);
     wp__log_field f[] = {WP__FSTR("error", why)};

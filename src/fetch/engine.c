@@ -570,7 +570,10 @@ int wp__fetch_create(const wp__fetch_config *cfg, wp__fetch **out, char *errbuf,
     return WP_ESYSTEM;
   }
   wp__fetch *f = calloc(1, sizeof *f);
-  if (!f) return WP_ENOMEM;
+  if (!f) {
+    snprintf(errbuf, errlen, "out of memory");
+    return WP_ENOMEM;
+  }
   f->cfg = *cfg;
   unsigned loops = cfg->loops;
   if (loops == 0) {
