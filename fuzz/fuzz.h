@@ -20,16 +20,15 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define FUZZ_CHECK(c, ...)                                             \
-  do {                                                                 \
-    if (!(c)) {                                                        \
-      fprintf(stderr, "%s:%d: check failed: %s: ", __FILE__, __LINE__, \
-              #c);                                                     \
-      fprintf(stderr, __VA_ARGS__);                                    \
-      fputc('\n', stderr);                                             \
-      fflush(stderr);                                                  \
-      abort();                                                         \
-    }                                                                  \
+#define FUZZ_CHECK(c, ...)                                                  \
+  do {                                                                      \
+    if (!(c)) {                                                             \
+      fprintf(stderr, "%s:%d: check failed: %s: ", __FILE__, __LINE__, #c); \
+      fprintf(stderr, __VA_ARGS__);                                         \
+      fputc('\n', stderr);                                                  \
+      fflush(stderr);                                                       \
+      abort();                                                              \
+    }                                                                       \
   } while (0)
 
 #endif

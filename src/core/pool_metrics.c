@@ -17,7 +17,7 @@ static int with_label(const char *const *labels, const char *name,
                       const char *value, const char *out[]) {
   size_t n = 0;
   for (; labels && labels[n]; n += 2) {
-    if (n >= 2 * MAX_CONST_LABELS) return -1;
+    if (n >= (size_t)2 * MAX_CONST_LABELS) return -1;
     out[n] = labels[n];
     out[n + 1] = labels[n + 1];
   }

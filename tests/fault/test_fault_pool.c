@@ -98,7 +98,8 @@ TEST(pool_every_allocation_fails_in_turn) {
   ASSERT_GT(failed_create, 0);
 }
 
-/* Found by this sweep (its last round has no failure): shutdown while
+/* Found by this sweep (its last round has no failure), and at the same
+ * time by the observability work, whose fix landed first: shutdown while
  * retries wait in the timer queue left the workers other than the time
  * keeper asleep for ever once the last retry was done, and shutdown never
  * returned. Many rounds, since it depends on who sleeps when. */
