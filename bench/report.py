@@ -388,7 +388,16 @@ def main():
             "    make bench QUICK=1    # the same in under 3 minutes, fewer URLs and repetitions", "",
             "Each section above gives its script's exact command and settings;",
             "bench/README.md says what each benchmark measures and what it does not.", ""]
-    with open(os.path.join(a.docs, "benchmarks.md"), "w") as f:
+    # bench/soak.sh keeps its own section (a 2-minute run apart from this
+    # suite): carry it over from the page as it was.
+    page = os.path.join(a.docs, "benchmarks.md")
+    sb, se = "<!-- soak:begin -->", "<!-- soak:end -->"
+    if os.path.exists(page):
+        with open(page) as f:
+            old = f.read()
+        if sb in old and se in old:
+            doc += [sb + old.split(sb, 1)[1].split(se, 1)[0] + se, ""]
+    with open(page, "w") as f:
         f.write("\n".join(doc))
 
     if a.readme and os.path.exists(a.readme):
