@@ -680,11 +680,15 @@ static void summary(void) {
           R.by_class[0]);
 }
 
-/* The run could not start after the engine did: nothing was read, so no
- * job is owed a result. Says why, stops what runs, frees what it can. */
+/* The run could not start: nothing was read, so no job is owed a result.
+ * Says why ("what: why", or why alone), stops what runs, frees everything
+ * made so far. */
 static int setup_failed(const char *what, const char *why,
                         bool controller_running) {
-  fprintf(stderr, "%s fetch: %s: %s\n", prog, what, why);
+  if (what)
+    fprintf(stderr, "%s fetch: %s: %s\n", prog, what, why);
+  else
+    fprintf(stderr, "%s fetch: %s\n", prog, why);
   if (controller_running) {
     pthread_kill(R.controller, SIGUSR1);
     pthread_join(R.controller, NULL);
@@ -695,6 +699,15 @@ static int setup_failed(const char *what, const char *why,
   R.obs = NULL;
   wp_ctx_release(R.done_ctx);
   R.done_ctx = NULL;
+  wp__reader_close(R.rd);
+  R.rd = NULL;
+  if (R.out && R.out != stdout) fclose(R.out);
+  R.out = NULL;
+  wp__buf_free(&R.buf);
+  free(R.held);
+  R.held = NULL;
+  free(R.o->headers);
+  R.o->headers = NULL;
   return EXIT_SOME_FAILED;
 }
 
@@ -757,20 +770,14 @@ static int cmd_fetch(int argc, char **argv) {
   {
     static const char room[6 * (WP__LINE_MAX + WP__FETCH_ERRLEN) + 1024];
     wp__buf_append(&R.buf, room, sizeof room);
-    if (R.buf.oom) {
-      fprintf(stderr, "%s fetch: out of memory\n", prog);
-      return EXIT_SOME_FAILED;
-    }
+    if (R.buf.oom) return setup_failed("cannot start", "out of memory", false);
     wp__buf_reset(&R.buf);
   }
   R.next_out = 1;
   R.window = (uint64_t)o.workers + o.queue;
   if (o.ordered) {
     R.held = calloc(R.window, sizeof *R.held);
-    if (!R.held) {
-      fprintf(stderr, "%s fetch: out of memory\n", prog);
-      return EXIT_SOME_FAILED;
-    }
+    if (!R.held) return setup_failed("cannot start", "out of memory", false);
   }
 
   wp__fetch_config fc;
@@ -789,10 +796,7 @@ static int cmd_fetch(int argc, char **argv) {
   fc.on_result = on_result;
   wp__obs_fetch_config(R.obs, &fc);
   int rc = wp__fetch_create(&fc, &R.engine, err, sizeof err);
-  if (rc != 0) {
-    fprintf(stderr, "%s fetch: %s\n", prog, err);
-    return EXIT_SOME_FAILED;
-  }
+  if (rc != 0) return setup_failed(NULL, err, false);
   R.pool = wp__fetch_pool(R.engine);
   rc = wp_ctx_with_cancel(NULL, &R.done_ctx);
   if (rc != 0) return setup_failed("cannot start", wp_strerror(rc), false);
