@@ -141,7 +141,7 @@ void wp__log_format_record(wp__buf *b, enum wp__log_format fmt, int64_t unix_ns,
   } else { /* text: for a person, the fields as logfmt */
     char up[8];
     size_t k;
-    for (k = 0; lv[k] && k < sizeof up - 1; k++)
+    for (k = 0; k < sizeof up - 1 && lv[k]; k++)
       up[k] = (char)(lv[k] - 'a' + 'A');
     up[k] = '\0';
     wp__buf_printf(b, "%s %-5s ", ts, up);
