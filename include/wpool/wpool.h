@@ -7,6 +7,7 @@
 #include "error.h"
 #include "metrics.h"
 #include "pool.h"
+#include "limit.h"
 #include "retry.h"
 
 #define WPOOL_VERSION "0.1.0"
