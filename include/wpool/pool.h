@@ -51,9 +51,9 @@ typedef struct wp_result {
   uint64_t id;        /* the ID given to submit */
   void *arg;          /* the arg given to submit, handed back */
   void *value;        /* what the task stored with wp_job_set_value() */
-  int err;            /* 0 = ok; the task's own non-zero code; or
-                         WP_ECANCELED: canceled (by shutdown_now) before or
-                         while it ran */
+  int err;            /* 0 = ok; the task's own non-zero code (the last
+                         attempt's); or WP_ECANCELED: canceled (by
+                         shutdown_now) before or while it ran */
   unsigned attempts;  /* attempts that started (0: never ran) */
   int64_t elapsed_ns; /* from the start of the first attempt to this
                          result (retries and their waits included; the
@@ -94,6 +94,31 @@ typedef struct wp_retry_policy {
   wp_retryable_cb retryable; /* NULL: any failure except WP_ECANCELED */
 } wp_retry_policy;
 
+/* The key of a job, for wp_limits.per_key: jobs with equal keys share that
+ * limit (the fetch engine: a hash of the URL's host:port). Called once per
+ * job, in submit, on the submitting thread, with no pool lock held; it must
+ * not call into the pool. */
+typedef uint64_t (*wp_key_cb)(void *arg, void *userdata);
+
+/* Limits on when attempts start. A job that may not start yet stays in the
+ * pool: it holds no worker (no transfer slot of a driver), it counts
+ * against max_outstanding, and ShutdownNow ends it at once as canceled.
+ *  - rate: at most `rate` attempts start per second in the whole pool,
+ *    retries included, evenly spaced; at most `burst` at once (0: the
+ *    default, max(2, rate * 20 ms); see wpool/limit.h). A job waiting for
+ *    its turn waits in the queue, in order.
+ *  - per_key: at most per_key jobs with one key run at once. A job whose key
+ *    is saturated is set aside (per key, in order) when a worker reaches it,
+ *    and the worker takes the next job: no head-of-line blocking. It goes
+ *    back to the front of the queue when a job of its key ends its attempt.
+ *    Memory: a table of 2 * max_outstanding keys, allocated at creation. */
+typedef struct wp_limits {
+  double rate;      /* attempts per second (1e-6 to 1e9); 0 = no limit */
+  unsigned burst;   /* 0 = default */
+  unsigned per_key; /* 0 = no limit */
+  wp_key_cb key;    /* required with per_key */
+} wp_limits;
+
 typedef struct wp_pool_config {
   unsigned workers;       /* 1 to 10000 threads */
   size_t max_outstanding; /* bound on queued + running + waiting jobs;
@@ -121,6 +146,14 @@ typedef struct wp_pool_config {
    * two pools sharing a registry need different ones. */
   wp_metrics *metrics;
   const char *const *metric_labels;
+  wp_limits limits;
+  /* The budget of one job, from the start of its first attempt, over all
+   * its attempts and waits; 0 = none. An attempt runs with a context that
+   * ends at the deadline (drivers: see wp_job_deadline); no retry is
+   * scheduled that would start after it (the job ends with its last error
+   * instead); a job found past it while it waits for a rate turn or a key
+   * slot ends with its last error. */
+  int64_t job_timeout_ns;
 } wp_pool_config;
 
 /* Starts the pool: creates every worker thread and runs worker_init on each.
@@ -162,6 +195,7 @@ typedef struct wp_pool_stats {
   uint64_t retries;                /* attempts scheduled after a failure */
   size_t queued, running, waiting; /* waiting: in the retry timer queue */
   unsigned workers;
+  size_t held; /* set aside until a job of their key ends (per_key) */
 } wp_pool_stats;
 
 /* A consistent snapshot of the pool's counters. */
@@ -175,24 +209,34 @@ wp_ctx *wp_job_ctx(const wp_job *j);      /* ends at shutdown_now */
 /* The value the result will carry (the last attempt's). */
 void wp_job_set_value(wp_job *j, void *value);
 /* Asks that, if this attempt fails and is retried, the next one waits
- * delay_ns instead of the computed backoff (HTTP Retry-After). */
+ * delay_ns instead of the computed backoff (HTTP Retry-After). A delay that
+ * would pass the job's deadline ends the job with this attempt's error. */
 void wp_job_set_retry_after(wp_job *j, int64_t delay_ns);
+/* The job's deadline (wp_now_ns clock) under job_timeout_ns, INT64_MAX if
+ * none: a driver bounds each attempt by it. */
+int64_t wp_job_deadline(const wp_job *j);
 
 /* --- the worker side, for drivers (and the built-in task driver) -------- */
 enum { WP_TAKE_WAIT = 1 };
 
 /* Takes up to max jobs into jobs[]. Returns how many (0 only without
- * WP_TAKE_WAIT), or WP_ECLOSED when no job will ever come again (shutdown
- * began and nothing is queued or waiting). With WP_TAKE_WAIT it blocks until
- * at least one job is there or WP_ECLOSED. Also releases the jobs that this
- * worker finished since its last call. Call only from the worker's thread. */
+ * WP_TAKE_WAIT), or WP_ECLOSED when shutdown began and nothing is queued,
+ * waiting for a retry or set aside for its key (wp_limits.per_key). Jobs
+ * still running may yet come back as retries: a driver that holds jobs
+ * keeps taking until it holds none and take returns WP_ECLOSED. With
+ * WP_TAKE_WAIT it blocks until at least one job is there or WP_ECLOSED.
+ * Also releases the jobs that this worker finished since its last call.
+ * Call only from the worker's thread. */
 int wp_worker_take(wp_worker *w, wp_job **jobs, size_t max, int flags);
 
 /* For a driver about to sleep in its own poll. Returns 1 if it should not
- * sleep (jobs are there or WP_ECLOSED is due); otherwise returns 0 and arms
- * the worker: the pool will call the wake callback once when a job arrives.
- * Either way stores in *next_due the time (wp_now_ns() clock) at which a
- * retry becomes due, INT64_MAX if none: the driver must not sleep past it. */
+ * sleep (jobs can be taken now, or WP_ECLOSED is due); otherwise returns 0
+ * and arms the worker: the pool will call the wake callback once when a job
+ * arrives. Either way stores in *next_due the time (wp_now_ns() clock) at
+ * which a retry becomes due or the rate limit lets the next job start,
+ * INT64_MAX if none: the driver must not sleep past it. A driver that got
+ * WP_ECLOSED and still holds jobs need not arm: it waits for its own jobs
+ * (the pool calls the wake callback at cancel all the same). */
 int wp_worker_arm(wp_worker *w, int64_t *next_due);
 
 /* Called by the pool, from any thread and possibly under its lock, when an

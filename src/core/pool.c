@@ -51,6 +51,7 @@
 #include "core/internal.h"
 #include "core/pool_metrics.h"
 #include "wpool/error.h"
+#include "wpool/limit.h"
 #include "wpool/pool.h"
 #include "wpool/retry.h"
 
@@ -86,10 +87,22 @@ struct wp_job {
   int64_t started_ns;     /* first attempt's start; 0: never started */
   int64_t due_ns;         /* while waiting in the heap */
   int64_t retry_after_ns; /* < 0: use the computed backoff */
+  int64_t deadline_ns;    /* job_timeout: set at the first start */
+  uint64_t key;           /* per_key */
   wp_ctx *ctx;
-  wp_job *next; /* free list, or a worker's finished list */
+  wp_job *next; /* free list, a worker's finished or expired list, or the
+                   list of jobs set aside for their key */
   unsigned char outcome;
 };
+
+/* per_key: one entry per key that has jobs running or set aside. Open
+ * addressing with linear probing; an entry goes away when both are 0. */
+typedef struct keyslot {
+  uint64_t key;
+  unsigned running;
+  bool used;
+  wp_job *head, *tail; /* set aside, in order */
+} keyslot;
 
 enum { OUT_OK, OUT_FAILED, OUT_CANCELED };
 
@@ -113,6 +126,7 @@ struct wp_worker {
   wp_result results[RESULT_BATCH]; /* for the results channel */
   unsigned nresults;
   wp_rng rng;
+  wp_job *expired; /* taken past their deadline: deliver, then done */
 };
 
 struct wp_pool {
@@ -150,6 +164,11 @@ struct wp_pool {
   wp_ctx *root;
   wp_worker *workers;
   unsigned nworkers;
+  /* Limits (all under mu). */
+  bool rate_on;
+  wp_bucket bucket;
+  keyslot *keys; /* per_key: 2^k >= 2 * bound entries */
+  size_t keys_mask, held;
   wp__pool_metrics metrics; /* cfg.metrics; no series if NULL */
 };
 
@@ -163,6 +182,7 @@ void wp_job_set_value(wp_job *j, void *value) { j->value = value; }
 void wp_job_set_retry_after(wp_job *j, int64_t delay_ns) {
   j->retry_after_ns = delay_ns < 0 ? 0 : delay_ns;
 }
+int64_t wp_job_deadline(const wp_job *j) { return j->deadline_ns; }
 
 unsigned wp_worker_index(const wp_worker *w) { return w->index; }
 wp_ctx *wp_worker_ctx(const wp_worker *w) { return w->pool->root; }
@@ -218,6 +238,76 @@ static wp_job *ring_pop(wp_pool *p) {
   return j;
 }
 
+/* A job set aside for its key has waited already: it goes first. */
+static void ring_push_front(wp_pool *p, wp_job *j) {
+  p->ring_head = p->ring_head == 0 ? p->bound - 1 : p->ring_head - 1;
+  p->ring[p->ring_head] = j;
+  p->ring_len++;
+  atomic_store_explicit(&p->avail, p->ring_len, memory_order_relaxed);
+}
+
+/* ---- per-key slots (caller holds mu) ------------------------------------ */
+
+static void wake_one_locked(wp_pool *p);
+
+static size_t key_home(const wp_pool *p, uint64_t key) {
+  return (size_t)((key * 0x9e3779b97f4a7c15ull) >> 17) & p->keys_mask;
+}
+
+/* The entry of key, made if absent. The table never fills: every entry has
+ * a job running or set aside, so there are at most bound entries in
+ * 2 * bound places. */
+static keyslot *key_get(wp_pool *p, uint64_t key) {
+  size_t i = key_home(p, key);
+  while (p->keys[i].used && p->keys[i].key != key) i = (i + 1) & p->keys_mask;
+  keyslot *k = &p->keys[i];
+  if (!k->used) {
+    k->used = true;
+    k->key = key;
+    k->running = 0;
+    k->head = k->tail = NULL;
+  }
+  return k;
+}
+
+/* Removes an unused entry; shifts later entries of its probe run back so
+ * that lookups need no tombstones. */
+static void key_remove(wp_pool *p, keyslot *k) {
+  size_t i = (size_t)(k - p->keys), j = i;
+  p->keys[i].used = false;
+  for (;;) {
+    j = (j + 1) & p->keys_mask;
+    if (!p->keys[j].used) return;
+    size_t h = key_home(p, p->keys[j].key);
+    /* Entry j may move to the hole at i unless its home lies cyclically in
+     * (i, j]. */
+    bool stays = i <= j ? (i < h && h <= j) : (i < h || h <= j);
+    if (stays) continue;
+    p->keys[i] = p->keys[j];
+    p->keys[j].used = false;
+    i = j;
+  }
+}
+
+/* j's attempt ended: its key has a free slot, which the first job set
+ * aside for the key (if any) gets: it goes to the front of the queue. */
+static void key_release_locked(wp_pool *p, wp_job *j) {
+  keyslot *k = key_get(p, j->key);
+  if (k->running > 0) k->running--;
+  wp_job *next = k->head;
+  if (next) {
+    k->head = next->next;
+    if (!k->head) k->tail = NULL;
+    next->next = NULL;
+    p->held--;
+  }
+  if (k->running == 0 && !k->head) key_remove(p, k);
+  if (next) {
+    ring_push_front(p, next);
+    wake_one_locked(p);
+  }
+}
+
 /* A job entered the ring: wake one sleeping task worker or one armed driver,
  * unless a wake is already on its way to someone. */
 static void wake_one_locked(wp_pool *p) {
@@ -266,6 +356,20 @@ static size_t move_due_locked(wp_pool *p) {
     n++;
   }
   return n;
+}
+
+/* What wp_worker_take reports as WP_ECLOSED: shutdown began and nothing is
+ * queued, waiting for a retry, or set aside for its key. Jobs still running
+ * may yet come back (as retries, or by bringing back a job set aside for
+ * their key): the workers that hold them keep taking. */
+static bool finished_locked(const wp_pool *p) {
+  return p->closed && p->ring_len == 0 && p->heap_len == 0 && p->held == 0;
+}
+
+/* Is the head of the queue held back by the rate limit at now? */
+static bool rate_blocked_locked(const wp_pool *p, int64_t now) {
+  return p->rate_on && p->ring_len > 0 &&
+         wp_bucket_avail(&p->bucket, now, 1) == 0;
 }
 
 static void free_slot_locked(wp_pool *p, wp_job *j) {
@@ -358,8 +462,12 @@ void wp_worker_set_wake(wp_worker *w, wp_wake_cb cb, void *arg) {
 
 /* Takes up to max jobs from the ring (caller holds mu, ring not empty). A
  * worker takes a fair share when the ring is long, so that a batch never
- * keeps jobs from an idle worker. */
-static int take_locked(wp_pool *p, wp_job **jobs, size_t max) {
+ * keeps jobs from an idle worker. With limits: at most as many as the rate
+ * allows now; a job whose key is saturated is set aside on its key's list
+ * (and the next one looked at); a job past its deadline goes on the
+ * worker's expired list. May return 0. */
+static int take_locked(wp_pool *p, wp_worker *w, wp_job **jobs, size_t max,
+                       int64_t now) {
   size_t share = max;
   if (p->cfg.driver) {
     /* Event loops hold many jobs each: take a fair share of the ring, so a
@@ -368,15 +476,52 @@ static int take_locked(wp_pool *p, wp_job **jobs, size_t max) {
     if (share > max) share = max;
   }
   if (share > p->ring_len) share = p->ring_len;
-  for (size_t i = 0; i < share; i++) {
+  if (p->rate_on)
+    share = wp_bucket_avail(&p->bucket, now,
+                            share > UINT32_MAX ? UINT32_MAX : (unsigned)share);
+  size_t n = 0;
+  unsigned per_key = p->cfg.limits.per_key;
+  while (n < share && p->ring_len > 0) {
     wp_job *j = ring_pop(p);
+    if (j->deadline_ns <= now) { /* only with job_timeout (now > 0) */
+      j->next = w->expired;
+      w->expired = j;
+      p->taken++;
+      continue;
+    }
+    if (per_key) {
+      keyslot *k = key_get(p, j->key);
+      if (k->running >= per_key) {
+        j->next = NULL;
+        if (k->tail)
+          k->tail->next = j;
+        else
+          k->head = j;
+        k->tail = j;
+        p->held++;
+        continue;
+      }
+      k->running++;
+    }
     j->attempts++;
     j->retry_after_ns = -1;
-    jobs[i] = j;
+    jobs[n++] = j;
   }
-  p->taken += share;
-  p->attempts += share;
-  return (int)share;
+  if (p->rate_on) wp_bucket_take(&p->bucket, now, (unsigned)n);
+  p->taken += n;
+  p->attempts += n;
+  return (int)n;
+}
+
+/* Delivers the jobs that take_locked found past their deadline: each ends
+ * with its last attempt's error. Called with mu held; releases it while
+ * delivering. */
+static void deliver_expired(wp_pool *p, wp_worker *w);
+
+/* Clock reads only where a limit needs them: 0 otherwise (no deadline is
+ * <= 0, and the rate is off). */
+static int64_t limits_now(const wp_pool *p) {
+  return p->rate_on || p->cfg.job_timeout_ns ? wp_now_ns() : 0;
 }
 
 /* Called with mu held; returns with mu held. Spins (mu released) for up to
@@ -418,24 +563,29 @@ int wp_worker_take(wp_worker *w, wp_job **jobs, size_t max, int flags) {
   release_done_locked(p, w);
   for (;;) {
     move_due_locked(p);
-    if (p->ring_len > 0) {
-      rc = take_locked(p, jobs, max);
+    int64_t now = limits_now(p);
+    if (p->ring_len > 0 && !rate_blocked_locked(p, now)) {
+      rc = take_locked(p, w, jobs, max, now);
       /* Work left behind and nobody looking for it, or a time keeper that
        * leaves: wake a sleeper (to take it, or to keep the time). */
       if (p->idle > p->wakes_pending &&
           ((p->ring_len > 0 && !p->short_mode &&
             atomic_load_explicit(&p->spinning, memory_order_relaxed) == 0) ||
-           (was_keeper && (p->heap_len > 0 || p->short_mode)))) {
+           (was_keeper && (p->heap_len > 0 || p->short_mode ||
+                           (p->rate_on && p->ring_len > 0))))) {
         p->wakes_pending++;
         pthread_cond_signal(&p->work_cv);
       }
-      break;
+      if (w->expired) deliver_expired(p, w);
+      /* Everything looked at was set aside or expired: look again (or
+       * sleep) unless the caller does not wait. */
+      if (rc > 0 || !(flags & WP_TAKE_WAIT)) break;
+      continue;
     }
-    if (p->closed && p->heap_len == 0) {
-      /* A worker that went to sleep after shutdown's wake, while a retry
-       * was still waiting (another worker keeping its time), sleeps without
-       * a timer: it must hear that nothing will come. */
-      if (p->idle > 0) pthread_cond_broadcast(&p->work_cv);
+    if (finished_locked(p)) {
+      /* Workers asleep while retries or rate-limited jobs were pending
+       * must see this too (once: they exit, or stop arming). */
+      if (p->idle > 0 || p->armed) wake_all_locked(p);
       rc = WP_ECLOSED;
       break;
     }
@@ -455,6 +605,11 @@ int wp_worker_take(wp_worker *w, wp_job **jobs, size_t max, int flags) {
     if (!p->keeper) {
       if (p->heap_len > 0) {
         until = p->heap[0]->due_ns;
+        keep = true;
+      }
+      if (p->ring_len > 0 && p->rate_on) { /* the next turn of the rate */
+        int64_t t = wp_bucket_next(&p->bucket);
+        if (t < until) until = t;
         keep = true;
       }
       if (p->short_mode && p->idle + 1 < p->nworkers) {
@@ -479,10 +634,16 @@ int wp_worker_take(wp_worker *w, wp_job **jobs, size_t max, int flags) {
   pthread_mutex_unlock(&p->mu);
   if (rc > 0) {
     /* elapsed_ns counts from the first attempt's start (one clock read per
-     * batch, outside the lock). */
+     * batch, outside the lock); so does the job's deadline. */
     int64_t now = wp_now_ns();
+    int64_t budget = p->cfg.job_timeout_ns;
     for (int i = 0; i < rc; i++)
-      if (jobs[i]->started_ns == 0) jobs[i]->started_ns = now;
+      if (jobs[i]->started_ns == 0) {
+        jobs[i]->started_ns = now;
+        if (budget > 0)
+          jobs[i]->deadline_ns = budget > INT64_MAX - now ? INT64_MAX - 1
+                                                          : now + budget;
+      }
   }
   return rc;
 }
@@ -494,8 +655,15 @@ int wp_worker_arm(wp_worker *w, int64_t *next_due) {
   pthread_mutex_lock(&p->mu);
   release_done_locked(p, w);
   move_due_locked(p);
-  if (next_due) *next_due = p->heap_len ? p->heap[0]->due_ns : INT64_MAX;
-  if (p->ring_len > 0 || (p->closed && p->heap_len == 0)) {
+  int64_t due = p->heap_len ? p->heap[0]->due_ns : INT64_MAX;
+  bool ready = p->ring_len > 0;
+  if (ready && p->rate_on && rate_blocked_locked(p, wp_now_ns())) {
+    ready = false; /* not before the rate's next turn */
+    int64_t t = wp_bucket_next(&p->bucket);
+    if (t < due) due = t;
+  }
+  if (next_due) *next_due = due;
+  if (ready || finished_locked(p)) {
     rc = 1;
   } else {
     if (!w->armed) {
@@ -517,12 +685,45 @@ static bool should_retry(wp_pool *p, wp_job *j, int err) {
   return err != WP_ECANCELED;
 }
 
+/* The result of a job, from the worker that holds it (no lock held). */
+static void finish_done(wp_pool *p, wp_worker *w, wp_job *j) {
+  deliver(p, w, j);
+  j->next = w->done;
+  w->done = j;
+  w->ndone++;
+  w->done_by[j->outcome]++;
+  if (w->ndone >= RELEASE_BATCH) {
+    flush_results(p, w);
+    pthread_mutex_lock(&p->mu);
+    release_done_locked(p, w);
+    pthread_mutex_unlock(&p->mu);
+  }
+}
+
+static void deliver_expired(wp_pool *p, wp_worker *w) {
+  wp_job *list = w->expired;
+  w->expired = NULL;
+  pthread_mutex_unlock(&p->mu);
+  while (list) {
+    wp_job *j = list;
+    list = j->next;
+    /* Only a retried job has a deadline and can expire: err is the last
+     * attempt's. */
+    if (j->err == 0) j->err = WP_ETIMEDOUT;
+    finish_done(p, w, j);
+  }
+  flush_results(p, w);
+  pthread_mutex_lock(&p->mu);
+}
+
 /* started: the attempt ran (false: taken, then canceled before it began). */
 static void finish(wp_worker *w, wp_job *j, int err, bool started) {
   wp_pool *p = w->pool;
   j->err = err;
   if (started) wp_counter_add(p->metrics.attempts, 1);
-  if (err != 0 && p->cfg.retry.max_attempts > 1 && should_retry(p, j, err)) {
+  bool retry = err != 0 && p->cfg.retry.max_attempts > 1 &&
+               should_retry(p, j, err);
+  if (retry) {
     int64_t delay =
         j->retry_after_ns >= 0
             ? j->retry_after_ns
@@ -530,8 +731,14 @@ static void finish(wp_worker *w, wp_job *j, int err, bool started) {
                                      j->attempts, &w->rng);
     int64_t now = wp_now_ns();
     j->due_ns = delay > INT64_MAX - now ? INT64_MAX : now + delay;
+    /* A retry that could not start before the deadline: the job ends now,
+     * with this attempt's error. */
+    if (j->due_ns >= j->deadline_ns) retry = false;
+  }
+  if (retry || p->cfg.limits.per_key) {
     pthread_mutex_lock(&p->mu);
-    if (!p->canceling) {
+    if (p->cfg.limits.per_key) key_release_locked(p, j);
+    if (retry && !p->canceling) {
       /* Guarantee 5: into the timer queue, not the bounded queue; it stays
        * outstanding (its slot is held), so submit cannot overflow. */
       p->taken--;
@@ -551,17 +758,7 @@ static void finish(wp_worker *w, wp_job *j, int err, bool started) {
     }
     pthread_mutex_unlock(&p->mu);
   }
-  deliver(p, w, j);
-  j->next = w->done;
-  w->done = j;
-  w->ndone++;
-  w->done_by[j->outcome]++;
-  if (w->ndone >= RELEASE_BATCH) {
-    flush_results(p, w);
-    pthread_mutex_lock(&p->mu);
-    release_done_locked(p, w);
-    pthread_mutex_unlock(&p->mu);
-  }
+  finish_done(p, w, j);
 }
 
 void wp_worker_finish(wp_worker *w, wp_job *j, int err) {
@@ -588,7 +785,20 @@ static void task_driver(wp_worker *w, void *state, void *userdata) {
         finish(w, j, WP_ECANCELED, false);
         continue;
       }
-      wp_worker_finish(w, j, p->cfg.task(j->ctx, j, state));
+      if (j->deadline_ns == INT64_MAX) {
+        wp_worker_finish(w, j, p->cfg.task(j->ctx, j, state));
+        continue;
+      }
+      /* job_timeout: this attempt's context ends at the job's deadline. */
+      wp_ctx *c;
+      int rc = wp_ctx_with_deadline(j->ctx, j->deadline_ns, &c);
+      if (rc != 0) {
+        wp_worker_finish(w, j, rc);
+        continue;
+      }
+      rc = p->cfg.task(c, j, state);
+      wp_ctx_release(c);
+      wp_worker_finish(w, j, rc);
     }
     int64_t spent = wp_now_ns() - t0;
     w->short_tasks = spent < (int64_t)n * SHORT_TASK_NS;
@@ -643,6 +853,7 @@ static void pool_free(wp_pool *p) {
   pthread_cond_destroy(&p->work_cv);
   pthread_mutex_destroy(&p->mu);
   free(p->workers);
+  free(p->keys);
   free(p->heap);
   free(p->ring);
   free(p->slots);
@@ -661,6 +872,13 @@ int wp_pool_create(const wp_pool_config *cfg, wp_pool **out) {
       !cfg->task == !cfg->driver || !cfg->on_result == !cfg->results)
     return WP_EINVAL;
   if (cfg->results && wp_chan_cap(cfg->results) == 0) return WP_EINVAL;
+  const wp_limits *lim = &cfg->limits;
+  if (!(lim->rate >= 0) || (lim->per_key && !lim->key) ||
+      cfg->job_timeout_ns < 0)
+    return WP_EINVAL;
+  wp_bucket bucket;
+  if (lim->rate > 0 && wp_bucket_init(&bucket, lim->rate, lim->burst) != 0)
+    return WP_EINVAL;
   size_t bound =
       cfg->max_outstanding ? cfg->max_outstanding : 2 * (size_t)cfg->workers;
   if (bound > SIZE_MAX / sizeof(wp_job)) return WP_EINVAL;
@@ -677,7 +895,19 @@ int wp_pool_create(const wp_pool_config *cfg, wp_pool **out) {
   /* NOLINTNEXTLINE(bugprone-sizeof-expression) */
   p->heap = calloc(bound, sizeof *p->heap);
   p->workers = calloc(cfg->workers, sizeof *p->workers);
-  if (!p->slots || !p->ring || !p->heap || !p->workers) {
+  if (lim->rate > 0) {
+    p->rate_on = true;
+    p->bucket = bucket;
+  }
+  if (lim->per_key) {
+    size_t cap = 16;
+    while (cap < 2 * bound && cap <= SIZE_MAX / 4) cap *= 2;
+    p->keys_mask = cap - 1;
+    p->keys = calloc(cap, sizeof *p->keys);
+  }
+  if (!p->slots || !p->ring || !p->heap || !p->workers ||
+      (lim->per_key && !p->keys)) {
+    free(p->keys);
     free(p->workers);
     free(p->heap);
     free(p->ring);
@@ -701,6 +931,7 @@ int wp_pool_create(const wp_pool_config *cfg, wp_pool **out) {
 
   for (size_t i = bound; i-- > 0;) {
     p->slots[i].ctx = p->root;
+    p->slots[i].deadline_ns = INT64_MAX;
     free_slot_locked(p, &p->slots[i]);
   }
   uint64_t seed = cfg->seed ? cfg->seed : (uint64_t)wp_now_ns();
@@ -771,6 +1002,7 @@ fail_space:
 fail_work:
   pthread_mutex_destroy(&p->mu);
 fail_mu:
+  free(p->keys);
   free(p->workers);
   free(p->heap);
   free(p->ring);
@@ -789,6 +1021,8 @@ static void wake_space(void *arg) {
 
 static int submit(wp_pool *p, uint64_t id, void *arg, wp_ctx *ctx, bool wait) {
   if (!p) return WP_EINVAL;
+  uint64_t key = 0;
+  if (p->cfg.limits.per_key) key = p->cfg.limits.key(arg, p->cfg.userdata);
   bool cancelable = wait && ctx && ctx != wp_ctx_background();
   bool hooked = false, spun = false;
   wp_ctx_hook hook;
@@ -810,6 +1044,8 @@ static int submit(wp_pool *p, uint64_t id, void *arg, wp_ctx *ctx, bool wait) {
       j->err = 0;
       j->attempts = 0;
       j->started_ns = 0;
+      j->deadline_ns = INT64_MAX;
+      j->key = key;
       p->outstanding++;
       p->submitted++;
       wp_counter_add(p->metrics.submitted, 1);
@@ -943,6 +1179,21 @@ int wp_pool_shutdown_now(wp_pool *p, wp_ctx *ctx) {
       victims = j;
       n++;
     }
+    /* Jobs set aside for their key. Their entries stay while jobs of the
+     * key run; each goes away when the last one finishes. */
+    for (size_t i = 0; p->held > 0 && i <= p->keys_mask; i++) {
+      keyslot *k = &p->keys[i];
+      if (!k->used) continue;
+      while (k->head) {
+        wp_job *j = k->head;
+        k->head = j->next;
+        j->next = victims;
+        victims = j;
+        n++;
+        p->held--;
+      }
+      k->tail = NULL;
+    }
     wake_all_locked(p);
   }
   pthread_mutex_unlock(&p->mu);
@@ -989,5 +1240,6 @@ void wp_pool_stats_get(wp_pool *p, wp_pool_stats *out) {
   out->waiting = p->heap_len;
   out->running = p->taken;
   out->workers = p->nworkers;
+  out->held = p->held;
   pthread_mutex_unlock(&p->mu);
 }
