@@ -35,6 +35,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "fetch/retry_after.h"
 #include "wpool/error.h"
 #include "wpool/wpool.h"
 
@@ -262,6 +263,19 @@ static void fail_job(loop *lp, wp_job *job, wp__fetch_attempt *a, int err,
   wp_worker_finish(lp->w, job, err);
 }
 
+/* The per-attempt time limit, bounded by the job's deadline: 0 (none) or
+ * at least 1 ms. */
+static long attempt_timeout_ms(const wp__fetch_config *c, wp_job *job) {
+  int64_t t = c->timeout_ns;
+  int64_t dl = wp_job_deadline(job);
+  if (dl != INT64_MAX) {
+    int64_t left = dl - wp_now_ns();
+    if (left < 1000000) left = 1000000;
+    if (t == 0 || left < t) t = left;
+  }
+  return (long)(t / 1000000);
+}
+
 static void start(loop *lp, wp_job *job) {
   wp__fetch_req *req = wp_job_arg(job);
   wp__fetch_attempt a;
@@ -296,6 +310,9 @@ static void start(loop *lp, wp_job *job) {
     put_hex(x->hdrs->data + 16 + 33, a.span_id, 8);
   }
   if (curl_easy_setopt(x->easy, CURLOPT_URL, req->url) != CURLE_OK ||
+      (lp->f->cfg.job_timeout_ns > 0 &&
+       curl_easy_setopt(x->easy, CURLOPT_TIMEOUT_MS,
+                        attempt_timeout_ms(&lp->f->cfg, job)) != CURLE_OK) ||
       curl_multi_add_handle(lp->multi, x->easy) != CURLM_OK) {
     x->job = NULL;
     fail_job(lp, job, &a, WP__FETCH_ESETUP, "could not start the transfer");
@@ -313,6 +330,23 @@ static void release_slot(loop *lp, xfer *x) {
   lp->inflight--;
 }
 
+/* A failed response's Retry-After (either form, our parser) replaces the
+ * backoff before the next attempt, capped at retry_after_max. */
+static void retry_after(loop *lp, xfer *x, wp_job *job) {
+  int64_t cap = lp->f->cfg.retry_after_max_ns;
+  struct curl_header *h;
+  if (cap <= 0 || curl_easy_header(x->easy, "Retry-After", 0, CURLH_HEADER, -1,
+                                   &h) != CURLHE_OK)
+    return;
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  int64_t d;
+  if (wp__retry_after_parse(h->value, strlen(h->value), (int64_t)ts.tv_sec,
+                            &d) != 0)
+    return; /* unparsable: the computed backoff stands */
+  wp_job_set_retry_after(job, d < cap ? d : cap);
+}
+
 static void complete(loop *lp, xfer *x, CURLcode code) {
   wp_job *job = x->job;
   wp__fetch_req *req = x->req;
@@ -328,20 +362,20 @@ static void complete(loop *lp, xfer *x, CURLcode code) {
              lp->f->cfg.max_body);
     err = WP__FETCH_EBODY;
   } else if (code != CURLE_OK) {
-    snprintf(req->error, sizeof req->error, "%s",
-             x->errbuf[0] ? x->errbuf : curl_easy_strerror(code));
+    const char *msg = x->errbuf[0] ? x->errbuf : curl_easy_strerror(code);
+    if (code == CURLE_OPERATION_TIMEDOUT &&
+        wp_job_deadline(job) != INT64_MAX &&
+        wp_now_ns() >= wp_job_deadline(job) - 1000000)
+      snprintf(req->error, sizeof req->error, "job timeout: %.200s", msg);
+    else
+      snprintf(req->error, sizeof req->error, "%s", msg);
     err = WP__FETCH_ECURL + (int)code;
   } else if (status >= 400) {
     snprintf(req->error, sizeof req->error, "HTTP %ld %s", status,
              wp__http_reason((int)status));
     err = WP__FETCH_EHTTP + (int)status;
   }
-  if (err != 0 && (status == 429 || status == 503)) {
-    curl_off_t ra = -1;
-    if (curl_easy_getinfo(x->easy, CURLINFO_RETRY_AFTER, &ra) == CURLE_OK &&
-        ra > 0)
-      wp_job_set_retry_after(job, (int64_t)ra * 1000000000LL);
-  }
+  if (err != 0 && status >= 400) retry_after(lp, x, job);
   attempt_end(lp, &x->at, err);
   release_slot(lp, x);
   wp_worker_finish(lp->w, job, err);
@@ -444,12 +478,14 @@ static void loop_run(wp_worker *w, void *state, void *userdata) {
   lp->w = w;
   wp_worker_set_wake(w, wake_cb, lp);
   wp_ctx *ctx = wp_worker_ctx(w);
-  bool closed = false;
   wp_job *jobs[TAKE_MAX];
   struct epoll_event evs[EVENTS_MAX];
   for (;;) {
     if (wp_ctx_err(ctx) != 0 && lp->inflight > 0) cancel_all(lp);
-    if (!closed && lp->inflight < lp->slots) {
+    /* Taken after shutdown began, too, while transfers are in flight: a
+     * failed one may come back as a retry (see wp_worker_take). */
+    bool closed = false;
+    if (lp->inflight < lp->slots) {
       unsigned room = lp->slots - lp->inflight;
       int n = wp_worker_take(w, jobs, room < TAKE_MAX ? room : TAKE_MAX, 0);
       if (n == WP_ECLOSED) {
@@ -505,6 +541,38 @@ static void loop_run(wp_worker *w, void *state, void *userdata) {
 static void result_tramp(const wp_result *res, void *userdata) {
   wp__fetch *f = userdata;
   f->cfg.on_result(res, f->cfg.userdata);
+}
+
+static uint64_t host_key_tramp(void *arg, void *userdata) {
+  (void)userdata;
+  const wp__fetch_req *req = arg;
+  return req->bad ? 0 : wp__fetch_host_key(req->url);
+}
+
+uint64_t wp__fetch_host_key(const char *url) {
+  CURLU *u = curl_url();
+  if (!u) return 0;
+  char *host = NULL, *port = NULL;
+  uint64_t h = 0;
+  if (curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
+      curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK &&
+      curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) ==
+          CURLUE_OK) {
+    h = 1469598103934665603ull; /* FNV-1a over "host:port", host lowered */
+    for (const char *c = host; *c; c++) {
+      unsigned char b = (unsigned char)*c;
+      if (b >= 'A' && b <= 'Z') b = (unsigned char)(b - 'A' + 'a');
+      h = (h ^ b) * 1099511628211ull;
+    }
+    h = (h ^ ':') * 1099511628211ull;
+    for (const char *c = port; *c; c++)
+      h = (h ^ (unsigned char)*c) * 1099511628211ull;
+    if (h == 0) h = 1; /* 0 is "unparsable" */
+  }
+  curl_free(host);
+  curl_free(port);
+  curl_url_cleanup(u);
+  return h;
 }
 
 static int retryable_tramp(int err, void *userdata) {
@@ -610,6 +678,10 @@ int wp__fetch_create(const wp__fetch_config *cfg, wp__fetch **out, char *errbuf,
   pc.retry = cfg->retry;
   pc.retry.retryable = retryable_tramp;
   pc.metrics = cfg->metrics;
+  pc.job_timeout_ns = cfg->job_timeout_ns;
+  pc.limits.rate = cfg->rate;
+  pc.limits.per_key = cfg->per_host;
+  pc.limits.key = host_key_tramp;
   rc = wp_pool_create(&pc, &f->pool);
   if (rc != 0) {
     snprintf(errbuf, errlen, "cannot start the engine: %s", wp_strerror(rc));

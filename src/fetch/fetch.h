@@ -82,7 +82,13 @@ typedef struct wp__fetch_config {
   const char *user_agent; /* NULL: "wpool/<version>" */
   wp_result_cb on_result; /* called on a loop thread, see pool.h */
   void *userdata;
-  wp_retry_policy retry;
+  wp_retry_policy retry; /* retryable NULL: wp__fetch_retryable */
+  /* A Retry-After header of a failed response replaces the backoff before
+   * the next attempt, capped at this (0: the header is ignored). */
+  int64_t retry_after_max_ns;
+  int64_t job_timeout_ns; /* each job's budget over all attempts; 0 = none */
+  double rate;            /* attempts started per second; 0 = no limit */
+  unsigned per_host;      /* transfers in flight per host:port; 0 = none */
   /* Observability, all optional. metrics: the pool's wpool_* metrics and
    * wpool_http_responses_total{code}. on_attempt: see above. trace: send a
    * W3C traceparent header "00-<req trace_id>-<attempt span_id>-01" on
@@ -105,6 +111,11 @@ void wp__fetch_destroy(wp__fetch *f);
 
 /* The reason phrase of an HTTP status ("OK", "Not Found"), "" if unknown. */
 const char *wp__http_reason(int status);
+
+/* The key of a URL for per_host: a hash of its lower-case host and its
+ * port (the scheme's default if none), so http://a/ and http://A:80/x
+ * share a key. An unparsable URL gets key 0. */
+uint64_t wp__fetch_host_key(const char *url);
 
 /* Is this result code worth another attempt (connection refused or reset,
  * name resolution that may be temporary, timeouts, HTTP 408, 425, 429, 500,
