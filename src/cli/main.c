@@ -31,6 +31,7 @@
 
 #include "cli/input.h"
 #include "cli/obs.h"
+#include "cli/limits.h"
 #include "cli/parse.h"
 #include "fetch/fetch.h"
 #include "wpool/wpool.h"
@@ -60,6 +61,13 @@ typedef struct options {
   char **files;
   size_t nfiles;
   wp__obs_options obs; /* metrics, logs, traces (cli/obs.h) */
+  /* Retries and limits. */
+  unsigned retries;
+  int64_t backoff_base_ns, backoff_cap_ns, retry_after_max_ns;
+  int64_t job_timeout_ns;
+  double rate; /* per second; 0 = none */
+  unsigned per_host;
+  wp__fail_limit max_failures;
 } options;
 
 static const char *prog = "wpool";
@@ -128,6 +136,43 @@ static void print_fetch_help(FILE *f) {
       "when\n"
       "                           standard error is a terminal)\n"
       "      --loops N            event-loop threads (default: one per core)\n"
+      "\n"
+      "Retries and limits:\n"
+      "  -r, --retries N          retry a transient failure up to N times "
+      "(default 2):\n"
+      "                           connection refused or reset, name "
+      "resolution,\n"
+      "                           timeouts, HTTP 408 425 429 500 502 503 504; "
+      "nothing\n"
+      "                           else (never 404)\n"
+      "      --backoff BASE,CAP   wait random(0, min(CAP, BASE*2^n)) before "
+      "retry n+1\n"
+      "                           (full jitter; default 100ms,10s)\n"
+      "      --retry-after-max DUR  a Retry-After header (seconds or "
+      "HTTP-date)\n"
+      "                           replaces that wait, up to DUR (default 60s; "
+      "0:\n"
+      "                           ignore the header)\n"
+      "      --job-timeout DUR    budget of one job over all its attempts "
+      "and waits,\n"
+      "                           from its first attempt; a retry that would "
+      "start\n"
+      "                           after it is not made: the job ends with "
+      "its last\n"
+      "                           error\n"
+      "      --rate R[/s|/m]      start at most R attempts per second (or "
+      "minute),\n"
+      "                           retries included, evenly spaced; at most "
+      "max(2,\n"
+      "                           R/s * 20ms) at once\n"
+      "      --per-host N         at most N transfers in flight to one "
+      "host:port; the\n"
+      "                           other hosts' jobs go on meanwhile\n"
+      "      --max-failures N|N%%  after N jobs ended not ok (or N%% of the "
+      "jobs done,\n"
+      "                           once 20 are done), read no more input, "
+      "finish what\n"
+      "                           was read, exit 1\n"
       "  -h, --help               this help\n"
       "  -V, --version            the version\n"
       "\n"
@@ -207,6 +252,12 @@ enum {
   OPT_PROGRESS,
   OPT_NO_PROGRESS,
   OPT_LOOPS,
+  OPT_BACKOFF,
+  OPT_RETRY_AFTER_MAX,
+  OPT_JOB_TIMEOUT,
+  OPT_RATE,
+  OPT_PER_HOST,
+  OPT_MAX_FAILURES,
 };
 
 static void parse_fetch_args(int argc, char **argv, options *o) {
@@ -227,6 +278,13 @@ static void parse_fetch_args(int argc, char **argv, options *o) {
       {"progress", no_argument, NULL, OPT_PROGRESS},
       {"no-progress", no_argument, NULL, OPT_NO_PROGRESS},
       {"loops", required_argument, NULL, OPT_LOOPS},
+      {"retries", required_argument, NULL, 'r'},
+      {"backoff", required_argument, NULL, OPT_BACKOFF},
+      {"retry-after-max", required_argument, NULL, OPT_RETRY_AFTER_MAX},
+      {"job-timeout", required_argument, NULL, OPT_JOB_TIMEOUT},
+      {"rate", required_argument, NULL, OPT_RATE},
+      {"per-host", required_argument, NULL, OPT_PER_HOST},
+      {"max-failures", required_argument, NULL, OPT_MAX_FAILURES},
       {"help", no_argument, NULL, 'h'},
       {"version", no_argument, NULL, 'V'},
       WP__OBS_LONG_OPTIONS,
@@ -241,12 +299,16 @@ static void parse_fetch_args(int argc, char **argv, options *o) {
   o->format = WP__FMT_TEXT;
   o->progress = -1;
   wp__obs_options_init(&o->obs);
+  o->retries = 2;
+  o->backoff_base_ns = 100LL * 1000000;
+  o->backoff_cap_ns = 10LL * 1000000000;
+  o->retry_after_max_ns = 60LL * 1000000000;
   o->headers = calloc((size_t)argc, sizeof *o->headers);
   if (!o->headers) usage_error("out of memory");
   opterr = 0;
   optind = 1;
   int c;
-  while ((c = getopt_long(argc, argv, ":w:q:t:X:H:A:o:f:hV", longs, NULL)) !=
+  while ((c = getopt_long(argc, argv, ":w:q:t:X:H:A:o:f:r:hV", longs, NULL)) !=
          -1) {
     char obs_err[512];
     int taken = wp__obs_option(&o->obs, c, optarg, obs_err, sizeof obs_err);
@@ -319,6 +381,41 @@ static void parse_fetch_args(int argc, char **argv, options *o) {
       case OPT_LOOPS:
         o->loops = (unsigned)opt_uint("--loops", optarg, 1, 64);
         break;
+      case 'r':
+        o->retries = (unsigned)opt_uint("--retries", optarg, 0, 1000);
+        break;
+      case OPT_BACKOFF:
+        if (wp__parse_backoff(optarg, &o->backoff_base_ns,
+                              &o->backoff_cap_ns) != 0)
+          usage_error(
+              "--backoff: expected BASE,CAP, two durations with 0 < BASE <= "
+              "CAP, like 100ms,10s, got '%s'",
+              optarg);
+        break;
+      case OPT_RETRY_AFTER_MAX:
+        o->retry_after_max_ns = opt_duration("--retry-after-max", optarg);
+        break;
+      case OPT_JOB_TIMEOUT:
+        o->job_timeout_ns = opt_duration("--job-timeout", optarg);
+        if (o->job_timeout_ns == 0) usage_error("--job-timeout: must be above 0");
+        break;
+      case OPT_RATE:
+        if (wp__parse_rate(optarg, &o->rate) != 0)
+          usage_error(
+              "--rate: expected R, R/s or R/m with R a positive number, at "
+              "most 1000000/s and at least 1/h, like 50/s or 600/m, got '%s'",
+              optarg);
+        break;
+      case OPT_PER_HOST:
+        o->per_host = (unsigned)opt_uint("--per-host", optarg, 1, 10000);
+        break;
+      case OPT_MAX_FAILURES:
+        if (wp__parse_fail_limit(optarg, &o->max_failures) != 0)
+          usage_error(
+              "--max-failures: expected N (1 or more) or N%% (1%% to 100%%), "
+              "got '%s'",
+              optarg);
+        break;
       case 'h':
         print_fetch_help(stdout);
         exit(EXIT_OK);
@@ -379,6 +476,7 @@ typedef struct run {
   atomic_bool canceled; /* ShutdownNow happened */
   atomic_bool signaled; /* a SIGINT/SIGTERM ended the run */
   atomic_bool deadline_hit;
+  atomic_bool failures_hit; /* --max-failures reached: stopped reading */
   wp_ctx *done_ctx; /* ends when the run ends: stops the progress thread */
 
   /* The producer and main. */
@@ -442,13 +540,21 @@ static void emit_locked(const wp_result *res) {
   free(j);
 }
 
+static void stop_reading(void);
+
 static void on_result(const wp_result *res, void *userdata) {
   (void)userdata;
   job *j = res->arg;
   wp__obs_result(R.obs, res, &j->req, j->url_len);
   pthread_mutex_lock(&R.out_mu);
   count_locked(res, j);
-  atomic_fetch_add(&R.done, 1);
+  uint64_t done = atomic_fetch_add(&R.done, 1) + 1;
+  /* --max-failures: stop reading (the producer sees it before its next
+   * line), drain the rest. Not after a cancel: those failures are ours. */
+  bool stop = !atomic_load(&R.failures_hit) && !atomic_load(&R.canceled) &&
+              wp__fail_limit_hit(&R.o->max_failures,
+                                 R.n_failed + R.n_canceled, done);
+  if (stop) atomic_store(&R.failures_hit, true);
   if (!R.o->ordered) {
     emit_locked(res);
   } else {
@@ -462,6 +568,7 @@ static void on_result(const wp_result *res, void *userdata) {
     pthread_cond_broadcast(&R.window_cv);
   }
   pthread_mutex_unlock(&R.out_mu);
+  if (stop) stop_reading();
 }
 
 /* A job that never reaches the engine still gets its result: a bad line
@@ -795,6 +902,13 @@ static int cmd_fetch(int argc, char **argv) {
   fc.user_agent = o.user_agent;
   fc.on_result = on_result;
   wp__obs_fetch_config(R.obs, &fc);
+  fc.retry.max_attempts = o.retries + 1;
+  fc.retry.base_ns = o.backoff_base_ns;
+  fc.retry.cap_ns = o.backoff_cap_ns;
+  fc.retry_after_max_ns = o.retry_after_max_ns;
+  fc.job_timeout_ns = o.job_timeout_ns;
+  fc.rate = o.rate;
+  fc.per_host = o.per_host;
   int rc = wp__fetch_create(&fc, &R.engine, err, sizeof err);
   if (rc != 0) return setup_failed(NULL, err, false);
   R.pool = wp__fetch_pool(R.engine);
@@ -874,6 +988,13 @@ static int cmd_fetch(int argc, char **argv) {
     fprintf(stderr, "%s fetch: reading input: %s\n", prog, R.input_errmsg);
     wp__log_field f[] = {WP__FSTR("error", R.input_errmsg)};
     wp__obs_log(R.obs, WP__LOG_ERROR, "reading input failed", f, 1);
+  }
+  if (atomic_load(&R.failures_hit)) {
+    fprintf(stderr,
+            "%s fetch: --max-failures reached: stopped reading input\n",
+            prog);
+    wp__obs_log(R.obs, WP__LOG_WARN,
+                "--max-failures reached: stopped reading input", NULL, 0);
   }
   if (atomic_load(&R.deadline_hit)) {
     fprintf(stderr, "%s fetch: --deadline passed: the run was cut short\n",

@@ -571,8 +571,10 @@ def test_format_jsonl_schema_and_values():
                 eq(x["bytes"], nbytes, "bytes of job %d" % i)
         check("404" in d[2]["error"], "the 404's error: %r" % d[2])
         eq(d[6]["attempts"], 0, "attempts of a bad line")
-        for i in (1, 2, 7, 9):
-            eq(d[i]["attempts"], 1, "attempts of job %d (no retries by default)" % i)
+        for i in (1, 2, 9):
+            eq(d[i]["attempts"], 1, "attempts of job %d (not retried)" % i)
+        for i in (3, 7):  # a 500 and a refused connection: 2 retries by default
+            eq(d[i]["attempts"], 3, "attempts of job %d (retried twice)" % i)
         check(d[9]["elapsed_ms"] >= 150, "elapsed_ms of /delay/200: %r" % d[9])
         # The raw line: JSON numbers and literals, not strings.
         line9 = [l for l in r.out.splitlines() if l.startswith(b'{"id":9,')]
@@ -1168,7 +1170,9 @@ def test_exactly_once_under_signals():
     Then the IDs are exactly 1..K (no gap, no duplicate), each result is
     the right one for its URL, a single SIGINT leaves nothing 'canceled'
     (what was read drained), the server saw exactly one request per
-    fetched job, exit 130. WPOOL_TEST_SEED=N replays a run."""
+    attempt of the fetched jobs (-r 0 or 1: a job waiting for its retry
+    when the signal comes is drained too), exit 130. WPOOL_TEST_SEED=N
+    replays a run."""
     seed = int(os.environ.get("WPOOL_TEST_SEED") or random.SystemRandom().randrange(1 << 30))
     rounds = int(os.environ.get("WPOOL_TEST_ROUNDS") or 20)
     print("seed %d (WPOOL_TEST_SEED=%d replays it), %d rounds" % (seed, seed, rounds))
@@ -1190,7 +1194,9 @@ def test_exactly_once_under_signals():
             fmt = rng.choice(["jsonl", "csv"])
             ordered = rng.random() < 0.3
             loops = rng.choice([None, None, 1, 2, 3])
-            args = (["-f", fmt, "-w", str(workers)] + (["--ordered"] if ordered else [])
+            retries = rng.choice([0, 1])
+            args = (["-f", fmt, "-w", str(workers), "-r", str(retries), "--backoff", "1ms,5ms"]
+                    + (["--ordered"] if ordered else [])
                     + (["--loops", str(loops)] if loops else []) + [f])
             mode = rng.choice(["lines", "requests"])
             # Bounded so that a round stays short with few workers.
@@ -1236,7 +1242,7 @@ def test_exactly_once_under_signals():
                     eq(len(row), 8, "%s: csv fields %r" % (desc, row))
                     res.append({"id": int(row[0]), "url": row[1], "ok": row[2] == "true",
                                 "status": int(row[3]) if row[3] else None,
-                                "error": row[4] or None})
+                                "error": row[4] or None, "attempts": int(row[5])})
             k = check_ids_prefix(res, desc)
             if ordered:
                 eq([x["id"] for x in res], list(range(1, k + 1)), "%s: --ordered ids" % desc)
@@ -1250,11 +1256,13 @@ def test_exactly_once_under_signals():
                 eq((x["ok"], x["status"]), _expect(x["url"]), "%s: job %d %r" % (desc, x["id"], x))
             sm = summary(r.err)
             eq((sm["jobs"], sm["canceled"]), (k, canceled), "%s: summary" % desc)
-            fetched = sum(1 for x in res if not x["url"].startswith("bad"))
+            fetched = sum(x["attempts"] for x in res if not x["url"].startswith("bad"))
             answered = sum(1 for x in res if x["status"] is not None)
             total = s.stats()["total_requests"]
+            for x in res:
+                check(x["attempts"] <= retries + 1, "%s: attempts of %r" % (desc, x))
             if not sent_second:
-                eq(total, fetched, "%s: requests at the server = fetched jobs" % desc)
+                eq(total, fetched, "%s: requests at the server = attempts of fetched jobs" % desc)
             else:
                 check(answered <= total <= fetched,
                       "%s: requests at the server %d, want %d..%d" % (desc, total, answered, fetched))

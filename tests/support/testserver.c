@@ -39,7 +39,8 @@
  * Bounds. Every map (paths, flaky keys, retry-after keys, hosts) holds at
  * most MAP_MAX_ENTRIES keys: further paths and hosts are counted under
  * OVERFLOW_KEY, further flaky and retry-after keys get a 500. A
- * retry-after key keeps its first MAX_GAPS gaps. The parked list is bounded
+ * retry-after key keeps its first MAX_GAPS gaps, a stamp key its first
+ * MAX_STAMPS arrival times. The parked list is bounded
  * by the connection limit. Text bodies are at most TEXT_MAX bytes.
  */
 #include <errno.h>
@@ -71,6 +72,7 @@
 #define MAP_MAX_ENTRIES 100000u
 #define OVERFLOW_KEY "(overflow)"
 #define MAX_GAPS 32u
+#define MAX_STAMPS 4096u
 #define TEXT_MAX 1024u
 #define PEER_CHECK_MS 100u
 #define OK_BODY_LEN 100u
@@ -211,6 +213,8 @@ struct entry {
   uint64_t last_ns;   /* retry-after: when the previous request came */
   uint32_t ngaps;
   uint32_t gaps_ms[MAX_GAPS];
+  uint64_t *stamps_us; /* /stamp: arrival times, from the first request */
+  uint64_t first_ns;
   char key[];
 };
 
@@ -280,6 +284,7 @@ static void map_filter(struct map *m, bool (*keep)(struct entry *)) {
         pp = &e->next;
       } else {
         *pp = e->next;
+        free(e->stamps_us);
         free(e);
         m->n--;
       }
@@ -308,7 +313,7 @@ static struct {
   uint64_t total;
   int64_t in_flight, max_flight;
   uint64_t status[600];
-  struct map paths, flaky, retry, hosts;
+  struct map paths, flaky, retry, hosts, stamps;
 } stats = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 static uint64_t now_ns(void) {
@@ -386,6 +391,7 @@ static void stats_reset(void) {
   map_filter(&stats.paths, NULL);
   map_filter(&stats.flaky, NULL);
   map_filter(&stats.retry, NULL);
+  map_filter(&stats.stamps, NULL);
   map_filter(&stats.hosts, host_busy);
   pthread_mutex_unlock(&stats.lock);
 }
@@ -542,6 +548,22 @@ static void stats_json(struct buf *b) {
         buf_u64(b, e->gaps_ms[g]);
       }
       buf_str(b, "]}");
+    }
+  }
+  buf_str(b, "}");
+  buf_str(b, ",\n  \"stamps_us\": {");
+  first = true;
+  for (size_t i = 0; i < stats.stamps.nb; i++) {
+    for (struct entry *e = stats.stamps.b[i]; e; e = e->next) {
+      buf_str(b, first ? "" : ", ");
+      first = false;
+      buf_json(b, e->key);
+      buf_str(b, ": [");
+      for (uint64_t g = 0; g < e->count && g < MAX_STAMPS; g++) {
+        if (g) buf_str(b, ", ");
+        buf_u64(b, e->stamps_us[g]);
+      }
+      buf_str(b, "]");
     }
   }
   buf_str(b, "}");
@@ -959,6 +981,26 @@ static enum MHD_Result route_retry_after(struct MHD_Connection *c,
   return send_response(c, r, 503, resp);
 }
 
+/* /stamp/KEY: 200, and the arrival time (microseconds after the key's first
+ * request) joins the key's list in /stats "stamps_us": for measuring a rate
+ * at the server. */
+static enum MHD_Result route_stamp(struct MHD_Connection *c, struct req *r,
+                                   const char *key) {
+  uint64_t now = now_ns();
+  pthread_mutex_lock(&stats.lock);
+  struct entry *e = map_get(&stats.stamps, key, false);
+  if (e && !e->stamps_us) {
+    e->stamps_us = calloc(MAX_STAMPS, sizeof *e->stamps_us);
+    e->first_ns = now;
+  }
+  if (e && e->stamps_us && e->count < MAX_STAMPS)
+    e->stamps_us[e->count++] = (now - e->first_ns) / 1000u;
+  bool ok = e && e->stamps_us;
+  pthread_mutex_unlock(&stats.lock);
+  if (!ok) return send_text(c, r, 500, "too many stamp keys\n");
+  return send_text(c, r, 200, "stamped\n");
+}
+
 struct header_list {
   const char **kv; /* name, value, name, value... */
   size_t n, cap;
@@ -1126,6 +1168,7 @@ static enum MHD_Result route(struct MHD_Connection *c, struct req *r,
     return send_response(c, r, 200,
                          text_response("port=%u silent_port=%u\n",
                                        hostile_port, silent_port));
+  if ((arg = after_prefix(url, "/stamp/"))) return route_stamp(c, r, arg);
   return send_text(c, r, 404, "not found\n");
 }
 
@@ -1207,8 +1250,8 @@ static void usage(FILE *f) {
       "/reset\n"
       "  /redirect/N /redirect-to?url=U[&status=S] /redirect-loop "
       "/flaky/KEY/K\n"
-      "  /retry-after/S[?key=K][&form=date] /echo-headers /stats "
-      "/stats/reset\n"
+      "  /retry-after/S[?key=K][&form=date] /echo-headers /stamp/KEY "
+      "/stats /stats/reset\n"
       "  /traces/seen (traceparent per request) /v1/traces/received\n"
       "  /hostile: the ports of the hostile listener (tests/support/hostile.c)\n"
       "POST: /v1/traces (OTLP/HTTP JSON receiver), /hang, /stats/reset\n",
@@ -1389,6 +1432,7 @@ int main(int argc, char **argv) {
   MHD_destroy_response(ok_response);
   map_free(&stats.paths);
   map_free(&stats.flaky);
+  map_free(&stats.stamps);
   map_free(&stats.retry);
   map_free(&stats.hosts);
   traces_free();

@@ -1,0 +1,110 @@
+/* Unit tests of the retry and limit option parsers of `wpool fetch`
+ * (src/cli/limits.h): --backoff, --rate, --max-failures, and the failure
+ * limit check (count and share forms, the 20-job minimum). Tables. */
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/limits.h"
+#include "wp_test.h"
+
+#define MS 1000000LL
+#define SEC 1000000000LL
+
+TEST(backoff_values) {
+  static const struct {
+    const char *in;
+    int rc;
+    int64_t base, cap;
+  } t[] = {
+      {"100ms,10s", 0, 100 * MS, 10 * SEC},
+      {"1ms,1ms", 0, MS, MS},
+      {"1.5s,1m", 0, 1500 * MS, 60 * SEC},
+      {"1ns,2h", 0, 1, 7200 * SEC},
+      {"", -1, 0, 0},
+      {",", -1, 0, 0},
+      {"100ms", -1, 0, 0},
+      {"100ms,", -1, 0, 0},
+      {",10s", -1, 0, 0},
+      {"0,10s", -1, 0, 0},     /* base must be above 0 */
+      {"10s,100ms", -1, 0, 0}, /* cap below base */
+      {"100ms,10s,1m", -1, 0, 0},
+      {"100,10s", -1, 0, 0}, /* no unit */
+      {"100ms, 10s", -1, 0, 0},
+      {"-1s,2s", -1, 0, 0},
+  };
+  for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+    int64_t b = -1, c = -1;
+    int rc = wp__parse_backoff(t[i].in, &b, &c);
+    if (rc != t[i].rc) WP_FAIL_("'%s': rc %d", t[i].in, rc);
+    if (rc == 0 && (b != t[i].base || c != t[i].cap))
+      WP_FAIL_("'%s': %lld,%lld", t[i].in, (long long)b, (long long)c);
+    if (rc != 0 && (b != -1 || c != -1)) WP_FAIL_("'%s': touched", t[i].in);
+  }
+}
+
+TEST(rate_values) {
+  static const struct {
+    const char *in;
+    int rc;
+    double per_sec;
+  } t[] = {
+      {"50", 0, 50},       {"50/s", 0, 50},     {"600/m", 0, 10},
+      {"1/m", 0, 1.0 / 60}, {"0.5", 0, 0.5},    {"2.5/s", 0, 2.5},
+      {"1000000", 0, 1e6}, {"1/h", -1, 0},      {"0", -1, 0},
+      {"0/s", -1, 0},      {"1000001", -1, 0},  {"-5", -1, 0},
+      {"+5", -1, 0},       {"5/", -1, 0},       {"/s", -1, 0},
+      {"", -1, 0},         {"5/x", -1, 0},      {"1e3", -1, 0},
+      {"inf", -1, 0},      {"nan", -1, 0},      {"0x10", -1, 0},
+      {"1..2", -1, 0},     {".", -1, 0},        {"5 /s", -1, 0},
+      {"0.01/m", -1, 0}, /* below 1/h */
+  };
+  for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+    double r = -1;
+    int rc = wp__parse_rate(t[i].in, &r);
+    if (rc != t[i].rc) WP_FAIL_("'%s': rc %d", t[i].in, rc);
+    if (rc == 0 && fabs(r - t[i].per_sec) > 1e-9 * t[i].per_sec)
+      WP_FAIL_("'%s': %g", t[i].in, r);
+    if (rc != 0 && r != -1) WP_FAIL_("'%s': touched", t[i].in);
+  }
+}
+
+TEST(max_failures_values_and_check) {
+  static const struct {
+    const char *in;
+    int rc;
+    uint64_t n;
+    bool pct;
+  } t[] = {
+      {"1", 0, 1, false},     {"250", 0, 250, false}, {"10%", 0, 10, true},
+      {"100%", 0, 100, true}, {"1%", 0, 1, true},     {"0", -1, 0, false},
+      {"0%", -1, 0, false},   {"101%", -1, 0, false}, {"%", -1, 0, false},
+      {"", -1, 0, false},     {"-1", -1, 0, false},   {"5%%", -1, 0, false},
+      {"1.5", -1, 0, false},  {"5 %", -1, 0, false},  {"x", -1, 0, false},
+  };
+  for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+    wp__fail_limit l = {0, false};
+    int rc = wp__parse_fail_limit(t[i].in, &l);
+    if (rc != t[i].rc) WP_FAIL_("'%s': rc %d", t[i].in, rc);
+    if (rc == 0 && (l.n != t[i].n || l.percent != t[i].pct))
+      WP_FAIL_("'%s': %llu %d", t[i].in, (unsigned long long)l.n, l.percent);
+  }
+  wp__fail_limit none = {0, false}, three = {3, false}, half = {50, true};
+  ASSERT(!wp__fail_limit_hit(&none, 1000, 1000));
+  ASSERT(!wp__fail_limit_hit(&three, 2, 100));
+  ASSERT(wp__fail_limit_hit(&three, 3, 3));
+  ASSERT(wp__fail_limit_hit(&three, 4, 100));
+  /* The share form waits for 20 jobs done, then compares failed / done. */
+  ASSERT(!wp__fail_limit_hit(&half, 19, 19));
+  ASSERT(wp__fail_limit_hit(&half, 10, 20));
+  ASSERT(!wp__fail_limit_hit(&half, 9, 20));
+  ASSERT(!wp__fail_limit_hit(&half, 500, 1001));
+  ASSERT(wp__fail_limit_hit(&half, 501, 1001));
+  wp__fail_limit all = {100, true}, one = {1, true};
+  ASSERT(!wp__fail_limit_hit(&all, 99, 100));
+  ASSERT(wp__fail_limit_hit(&all, 100, 100));
+  ASSERT(wp__fail_limit_hit(&one, 1, 100));
+  ASSERT(!wp__fail_limit_hit(&one, 0, 100));
+}
+
+int main(int argc, char **argv) { return wp_test_main(argc, argv); }
