@@ -174,9 +174,11 @@ def _hosts(s):
 
 def test_per_host_cap_recorded_by_the_server():
     """--per-host 2 with 16 workers, 12 /delay/100 URLs per host on 2-3
-    host names: the server's largest number of concurrent requests per
-    Host never exceeds 2, every job ok. Without --per-host the same input
-    goes above 2 for a host (so the check can fail)."""
+    host names: the server's largest number of requests per Host received
+    and not yet answered (max_pending_by_host: it ends when the response is
+    queued, before the client can start the next one) never exceeds 2, and
+    every job is ok. Without --per-host the same input goes above 2 for a
+    host (so the check can fail)."""
     with Server() as s:
         hosts = _hosts(s)
         urls = ["http://%s/delay/100?i=%d" % (hp, i) for i in range(12) for hp in hosts]
@@ -184,13 +186,13 @@ def test_per_host_cap_recorded_by_the_server():
         eq(r.rc, 0, "exit status (%r)" % r)
         d = _jsonl(r, len(urls))
         check(all(x["ok"] for x in d.values()), "every job ok")
-        mx = s.stats()["max_concurrent_by_host"]
+        mx = s.stats()["max_pending_by_host"]
         note("max concurrent by host with --per-host 2: %r" % mx)
         for hp in hosts:
             check(1 <= mx.get(hp, 0) <= 2, "host %s: %r concurrent (cap 2)" % (hp, mx.get(hp)))
         s.reset_stats()
         r = run_wpool(["-f", "jsonl", "-w", "16"], stdin=lines_bytes(urls))
-        mx = s.stats()["max_concurrent_by_host"]
+        mx = s.stats()["max_pending_by_host"]
         note("max concurrent by host without --per-host: %r" % mx)
         check(max(mx.get(hp, 0) for hp in hosts) > 2, "without --per-host: %r" % mx)
 
@@ -214,7 +216,7 @@ def test_per_host_hanging_host_does_not_block_others():
             if bg.proc.poll() is not None:
                 fail("wpool ended early: %r" % bg.finish(5))
             st = s.stats()
-            eq(st["max_concurrent_by_host"].get(hang_host), 2, "hanging host's most in flight")
+            eq(st["max_pending_by_host"].get(hang_host), 2, "hanging host's most in flight")
             eq(st["in_flight_by_host"].get(hang_host), 2, "hanging host in flight")
             bg.signal(signal.SIGINT)
             bg.wait_signal_taken(signal.SIGINT)

@@ -210,6 +210,11 @@ struct entry {
   uint64_t count;     /* requests: paths, flaky and retry-after keys */
   int64_t in_flight;  /* hosts */
   int64_t max_flight; /* hosts */
+  /* hosts: requests received and not yet answered (a response queued).
+   * Unlike in_flight, which lasts until MHD's completion callback, this
+   * ends before the client can see the response, so a client that starts
+   * a request only after another one's response never shows overlap. */
+  int64_t pending, max_pending;
   uint64_t last_ns;   /* retry-after: when the previous request came */
   uint32_t ngaps;
   uint32_t gaps_ms[MAX_GAPS];
@@ -331,6 +336,7 @@ struct req {
   uint64_t start_ns;
   struct entry *host; /* counted in stats when not NULL */
   bool parked;
+  bool answered; /* a response was queued: no longer pending */
   enum wake wake;
   uint64_t delay_ms;
   unsigned status; /* 0 until a response is queued */
@@ -355,6 +361,8 @@ static void stats_begin(struct req *r, struct MHD_Connection *c,
     if (stats.in_flight > stats.max_flight) stats.max_flight = stats.in_flight;
     h->in_flight++;
     if (h->in_flight > h->max_flight) h->max_flight = h->in_flight;
+    h->pending++;
+    if (h->pending > h->max_pending) h->max_pending = h->pending;
     r->host = h;
   }
   pthread_mutex_unlock(&stats.lock);
@@ -365,19 +373,23 @@ static void stats_end(struct req *r) {
   pthread_mutex_lock(&stats.lock);
   stats.in_flight--;
   r->host->in_flight--;
+  if (!r->answered) r->host->pending--;
   pthread_mutex_unlock(&stats.lock);
   r->host = NULL;
 }
 
 static void stats_status(struct req *r, unsigned status) {
-  if (!r->host || status >= 600) return;
+  if (!r->host) return;
   pthread_mutex_lock(&stats.lock);
-  stats.status[status]++;
+  if (!r->answered) r->host->pending--;
+  r->answered = true;
+  if (status < 600) stats.status[status]++;
   pthread_mutex_unlock(&stats.lock);
 }
 
 static bool host_busy(struct entry *e) {
   e->max_flight = e->in_flight;
+  e->max_pending = e->pending;
   return e->in_flight > 0;
 }
 
@@ -493,7 +505,9 @@ static void json_counts(struct buf *b, const char *name, const struct map *m) {
   buf_str(b, "}");
 }
 
-static void json_hosts(struct buf *b, const char *name, bool max) {
+enum host_field { HOST_IN_FLIGHT, HOST_MAX_FLIGHT, HOST_MAX_PENDING };
+
+static void json_hosts(struct buf *b, const char *name, enum host_field f) {
   bool first = true;
   buf_str(b, ",\n  ");
   buf_json(b, name);
@@ -504,7 +518,9 @@ static void json_hosts(struct buf *b, const char *name, bool max) {
       first = false;
       buf_json(b, e->key);
       buf_str(b, ": ");
-      buf_u64(b, (uint64_t)(max ? e->max_flight : e->in_flight));
+      buf_u64(b, (uint64_t)(f == HOST_MAX_FLIGHT    ? e->max_flight
+                            : f == HOST_MAX_PENDING ? e->max_pending
+                                                    : e->in_flight));
     }
   }
   buf_str(b, "}");
@@ -567,8 +583,9 @@ static void stats_json(struct buf *b) {
     }
   }
   buf_str(b, "}");
-  json_hosts(b, "max_concurrent_by_host", true);
-  json_hosts(b, "in_flight_by_host", false);
+  json_hosts(b, "max_concurrent_by_host", HOST_MAX_FLIGHT);
+  json_hosts(b, "max_pending_by_host", HOST_MAX_PENDING);
+  json_hosts(b, "in_flight_by_host", HOST_IN_FLIGHT);
   buf_str(b, "\n}\n");
   pthread_mutex_unlock(&stats.lock);
 }
