@@ -129,7 +129,8 @@ def test_job_timeout_ends_a_retry_after_past_it_with_the_last_error():
 
 def test_rate_measured_at_the_server():
     """--rate 40/s over 3 s: the server's arrival times of 122 requests give
-    40/s within 10% (after the burst of 2, which start at once). The
+    40/s within 10% (after the burst of 2, which start at once), and no
+    second holds more than 25% over the rate plus the burst. The
     requests are spread over 8 workers and 2 loops, so the limit is the
     pool's, not one loop's."""
     rate, secs, burst = 40, 3, 2
@@ -147,13 +148,15 @@ def test_rate_measured_at_the_server():
         note("rate: %d requests in %.3f s: %.2f/s (want %d/s)" % (n, span, measured, rate))
         check(abs(measured - rate) <= 0.10 * rate,
               "measured %.2f/s, want %d/s within 10%%" % (measured, rate))
-        # Not bursty beyond the burst: no 1 s window holds more than
-        # rate + burst requests (+1 for the server's clock granularity).
+        # Not bursty: the starts allow at most rate + burst in any 1 s;
+        # arrivals at the server jitter by connection setup (more so under
+        # a sanitizer), so allow 25% on top. A limiter that let a large
+        # burst through at once would still go over.
         j = 0
         for i in range(len(t)):
             while t[i] - t[j] > 1000000:
                 j += 1
-            check(i - j + 1 <= rate + burst + 1,
+            check(i - j + 1 <= 1.25 * rate + burst,
                   "%d requests within 1 s ending at +%.3f s" % (i - j + 1, (t[i] - t[0]) / 1e6))
 
 

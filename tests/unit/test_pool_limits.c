@@ -254,6 +254,13 @@ TEST(per_key_cap_without_head_of_line_blocking) {
   wait_stats(p, 2, 8, &st);
   ASSERT_EQ(st.held, 8);
   ASSERT_EQ(st.running, 2);
+  /* The second one may be taken but not yet inside its task: look again
+   * (bounded) until both are. */
+  int64_t end = wp_now_ns() + 60 * SEC;
+  while (atomic_load(&R.running[1]) < 2) {
+    ASSERT(wp_now_ns() < end);
+    sched_yield();
+  }
   ASSERT_EQ(atomic_load(&R.running[1]), 2);
   wp_ctx_cancel(R.gate); /* key 1 goes on, two at a time */
   ASSERT_OK(wp_pool_shutdown(p, NULL));
