@@ -24,7 +24,8 @@ BUILD := build
 # needs on top (peers, server, plots; PostgreSQL for the durable section).
 DEPS := build-essential cmake pkg-config valgrind python3 clang libclang-rt-14-dev \
         libcurl4-openssl-dev libmicrohttpd-dev prometheus \
-        libjansson-dev libcsv-dev cppcheck clang-tidy
+        libjansson-dev libcsv-dev cppcheck clang-tidy \
+        libsqlite3-dev sqlite3 libpq-dev postgresql
 BENCH_DEPS := nginx-light wrk golang-go gnuplot-nox curl time postgresql
 
 .PHONY: all build deps run test test-plain test-asan test-tsan valgrind install bench fuzz lint clean format

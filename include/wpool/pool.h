@@ -87,6 +87,14 @@ typedef void (*wp_worker_cleanup_cb)(void *userdata, unsigned index,
 /* Is a failure with this code worth another attempt? */
 typedef int (*wp_retryable_cb)(int err, void *userdata);
 
+/* Told that a failed attempt will be retried: the job has made `attempts`
+ * attempts and the next starts in delay_ns. Called on the worker's thread
+ * inside wp_worker_finish(), with no pool lock held, before the job can run
+ * again (a durable store records the retry there). May block briefly; must
+ * not wait for its own pool. */
+typedef void (*wp_retry_cb)(uint64_t id, void *arg, unsigned attempts,
+                            int64_t delay_ns, void *userdata);
+
 typedef struct wp_retry_policy {
   unsigned max_attempts;     /* attempts in all; 0 or 1 = never retry */
   int64_t base_ns;           /* backoff: random(0, min(cap, base * 2^(n-1))) */
@@ -154,6 +162,7 @@ typedef struct wp_pool_config {
    * instead); a job found past it while it waits for a rate turn or a key
    * slot ends with its last error. */
   int64_t job_timeout_ns;
+  wp_retry_cb on_retry; /* optional */
 } wp_pool_config;
 
 /* Starts the pool: creates every worker thread and runs worker_init on each.
@@ -170,6 +179,14 @@ int wp_pool_submit(wp_pool *p, uint64_t id, void *arg, wp_ctx *ctx);
 
 /* Like wp_pool_submit() but never waits: WP_EAGAIN at the bound. */
 int wp_pool_try_submit(wp_pool *p, uint64_t id, void *arg);
+
+/* Like wp_pool_submit() for a job resumed from a durable store: it has
+ * already made `attempts` attempts (its result counts them too, and the retry
+ * policy's max_attempts includes them), and it waits in the timer queue
+ * until due_ns (wp_now_ns() clock; 0 or past: runs as soon as a worker is
+ * free). Same returns and ownership as wp_pool_submit(). */
+int wp_pool_submit_resumed(wp_pool *p, uint64_t id, void *arg,
+                           unsigned attempts, int64_t due_ns, wp_ctx *ctx);
 
 /* Graceful: stops intake (waiting and later submits get WP_ECLOSED), lets
  * every queued, running and retry-waiting job finish, then joins every

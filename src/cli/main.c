@@ -33,7 +33,9 @@
 #include "cli/obs.h"
 #include "cli/limits.h"
 #include "cli/parse.h"
+#include "cli/store_cmds.h"
 #include "fetch/fetch.h"
+#include "store/store.h"
 #include "wpool/wpool.h"
 
 #define EXIT_OK 0
@@ -68,6 +70,7 @@ typedef struct options {
   double rate; /* per second; 0 = none */
   unsigned per_host;
   wp__fail_limit max_failures;
+  const char *state; /* --state FILE: durable, resumable run */
 } options;
 
 static const char *prog = "wpool";
@@ -173,6 +176,12 @@ static void print_fetch_help(FILE *f) {
       "                           once 20 are done), read no more input, "
       "finish what\n"
       "                           was read, exit 1\n"
+      "      --state FILE         record every result in the SQLite file FILE "
+      "and\n"
+      "                           resume from it: the same command after a "
+      "kill\n"
+      "                           skips the jobs whose result FILE holds (see\n"
+      "                           'wpool results --state FILE')\n"
       "  -h, --help               this help\n"
       "  -V, --version            the version\n"
       "\n"
@@ -219,7 +228,8 @@ static void print_main_help(FILE *f) {
   fprintf(f,
           "Usage: %s COMMAND [OPTIONS]\n\n"
           "Commands:\n"
-          "  fetch    fetch a list of URLs with bounded concurrency\n\n"
+          "  fetch    fetch a list of URLs with bounded concurrency\n"
+          "  results  print the results held by a state file or a queue\n\n"
           "'%s COMMAND --help' describes a command. '%s --version' prints "
           "the version.\n",
           prog, prog, prog);
@@ -258,6 +268,7 @@ enum {
   OPT_RATE,
   OPT_PER_HOST,
   OPT_MAX_FAILURES,
+  OPT_STATE,
 };
 
 static void parse_fetch_args(int argc, char **argv, options *o) {
@@ -285,6 +296,7 @@ static void parse_fetch_args(int argc, char **argv, options *o) {
       {"rate", required_argument, NULL, OPT_RATE},
       {"per-host", required_argument, NULL, OPT_PER_HOST},
       {"max-failures", required_argument, NULL, OPT_MAX_FAILURES},
+      {"state", required_argument, NULL, OPT_STATE},
       {"help", no_argument, NULL, 'h'},
       {"version", no_argument, NULL, 'V'},
       WP__OBS_LONG_OPTIONS,
@@ -416,6 +428,10 @@ static void parse_fetch_args(int argc, char **argv, options *o) {
               "got '%s'",
               optarg);
         break;
+      case OPT_STATE:
+        if (!optarg[0]) usage_error("--state: needs a file name");
+        o->state = optarg;
+        break;
       case 'h':
         print_fetch_help(stdout);
         exit(EXIT_OK);
@@ -443,6 +459,7 @@ static void parse_fetch_args(int argc, char **argv, options *o) {
 /* A job's record: the request the engine fills, and the URL as read. */
 typedef struct job {
   wp__fetch_req req;
+  wp_result res; /* --state: the result, between the push and the commit */
   size_t url_len;
   char url[]; /* NUL-terminated; may hold NULs (url_len) */
 } job;
@@ -488,9 +505,15 @@ typedef struct run {
    * for memory still in use). */
   wp__reader *rd;
   int input_error; /* a read error mid-run */
-  char input_errmsg[512];
+  char input_errmsg[1024];
 
   wp__obs *obs; /* metrics, logs, traces; NULL when none is asked for */
+
+  /* --state: results go to the state first, to the output after commit. */
+  wp__state *state;
+  bool state_failed; /* a commit failed: the run stops */
+  char state_errmsg[512];
+  uint64_t n_skipped; /* jobs whose result the state already held */
 } run;
 
 static run R;
@@ -506,23 +529,16 @@ static void count_locked(const wp_result *res, const job *j) {
   R.by_class[st >= 100 && st < 600 ? st / 100 : 0]++;
 }
 
-/* Formats and writes one result (out_mu held); frees its job. */
+static void make_outrec(const wp_result *res, const job *j, wp__outrec *rec);
+
+/* Formats and writes one result (out_mu held); frees its job. A NULL arg is
+ * a job the state already held (--ordered only): nothing to write. */
 static void emit_locked(const wp_result *res) {
   job *j = res->arg;
+  if (!j) return;
   if (!R.write_failed) {
     wp__outrec rec;
-    rec.id = res->id;
-    rec.url = j->url;
-    rec.url_len = j->url_len;
-    rec.ok = res->err == 0;
-    rec.status = j->req.status > 0 ? j->req.status : -1;
-    rec.error = NULL;
-    if (res->err != 0)
-      rec.error = j->req.error[0] ? j->req.error : wp_strerror(res->err);
-    if (res->err == WP_ECANCELED) rec.error = "canceled";
-    rec.attempts = res->attempts;
-    rec.elapsed_ms = (double)res->elapsed_ns / 1e6;
-    rec.bytes = j->req.bytes;
+    make_outrec(res, j, &rec);
     wp__buf_reset(&R.buf);
     wp__format_result(&R.buf, R.o->format, &rec);
     /* R.buf has room for the longest record (see cmd_fetch), so oom is not
@@ -542,19 +558,41 @@ static void emit_locked(const wp_result *res) {
 
 static void stop_reading(void);
 
-static void on_result(const wp_result *res, void *userdata) {
-  (void)userdata;
+static void make_outrec(const wp_result *res, const job *j, wp__outrec *rec_) {
+  {
+    wp__outrec rec;
+    rec.id = res->id;
+    rec.url = j->url;
+    rec.url_len = j->url_len;
+    rec.ok = res->err == 0;
+    rec.status = j->req.status > 0 ? j->req.status : -1;
+    rec.error = NULL;
+    if (res->err != 0)
+      rec.error = j->req.error[0] ? j->req.error : wp_strerror(res->err);
+    if (res->err == WP_ECANCELED) rec.error = "canceled";
+    rec.attempts = res->attempts;
+    rec.elapsed_ms = (double)res->elapsed_ns / 1e6;
+    rec.bytes = j->req.bytes;
+    *rec_ = rec;
+  }
+}
+
+/* Counts and writes (or, --ordered, holds) one result. */
+static void output_result(const wp_result *res) {
   job *j = res->arg;
-  wp__obs_result(R.obs, res, &j->req, j->url_len);
+  if (j) wp__obs_result(R.obs, res, &j->req, j->url_len);
   pthread_mutex_lock(&R.out_mu);
-  count_locked(res, j);
-  uint64_t done = atomic_fetch_add(&R.done, 1) + 1;
-  /* --max-failures: stop reading (the producer sees it before its next
-   * line), drain the rest. Not after a cancel: those failures are ours. */
-  bool stop = !atomic_load(&R.failures_hit) && !atomic_load(&R.canceled) &&
-              wp__fail_limit_hit(&R.o->max_failures,
-                                 R.n_failed + R.n_canceled, done);
-  if (stop) atomic_store(&R.failures_hit, true);
+  bool stop = false;
+  if (j) {
+    count_locked(res, j);
+    uint64_t done = atomic_fetch_add(&R.done, 1) + 1;
+    /* --max-failures: stop reading (the producer sees it before its next
+     * line), drain the rest. Not after a cancel: those failures are ours. */
+    stop = !atomic_load(&R.failures_hit) && !atomic_load(&R.canceled) &&
+           wp__fail_limit_hit(&R.o->max_failures, R.n_failed + R.n_canceled,
+                              done);
+    if (stop) atomic_store(&R.failures_hit, true);
+  }
   if (!R.o->ordered) {
     emit_locked(res);
   } else {
@@ -569,6 +607,84 @@ static void on_result(const wp_result *res, void *userdata) {
   }
   pthread_mutex_unlock(&R.out_mu);
   if (stop) stop_reading();
+}
+
+static int64_t realtime_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* --state: the state is the authority. A result goes to the state writer;
+ * it reaches the output only once its transaction committed (state_commit).
+ * A canceled job is not final: nothing is stored, so a resume runs it. */
+static void on_result(const wp_result *res, void *userdata) {
+  (void)userdata;
+  job *j = res->arg;
+  if (!R.state) {
+    output_result(res);
+    return;
+  }
+  j->res = *res;
+  if (res->err == WP_ECANCELED) {
+    wp__state_push(R.state, NULL, j);
+    return;
+  }
+  wp__state_rec rec;
+  memset(&rec, 0, sizeof rec);
+  rec.done = true;
+  make_outrec(res, j, &rec.r);
+  wp__state_push(R.state, &rec, j);
+}
+
+/* A failed attempt will be retried: record its attempts and when the next
+ * may start, so that a resume continues the count and the backoff. */
+static void on_retry(uint64_t id, void *arg, unsigned attempts,
+                     int64_t delay_ns, void *userdata) {
+  (void)userdata;
+  job *j = arg;
+  if (!R.state) return;
+  wp__state_rec rec;
+  memset(&rec, 0, sizeof rec);
+  rec.done = false;
+  rec.run_at_unix_ns = realtime_ns() + delay_ns;
+  rec.r.id = id;
+  rec.r.url = j->url;
+  rec.r.url_len = j->url_len;
+  rec.r.attempts = attempts;
+  wp__state_push(R.state, &rec, NULL);
+}
+
+/* The writer thread, after each commit, in push order. */
+static void state_commit(void *token, bool committed, const char *err,
+                         void *userdata) {
+  (void)userdata;
+  job *j = token;
+  if (!j) return; /* a retry record */
+  if (committed) {
+    output_result(&j->res);
+    return;
+  }
+  pthread_mutex_lock(&R.out_mu);
+  bool first = !R.state_failed;
+  if (first) {
+    R.state_failed = true;
+    snprintf(R.state_errmsg, sizeof R.state_errmsg, "%s", err ? err : "?");
+  }
+  count_locked(&j->res, j);
+  atomic_fetch_add(&R.done, 1);
+  pthread_mutex_unlock(&R.out_mu);
+  /* Not written: the output never shows what the state does not hold.
+   * --ordered: hold an empty place so later results still come out. */
+  if (R.o->ordered) {
+    wp_result skip = j->res;
+    skip.arg = NULL;
+    free(j);
+    output_result(&skip);
+  } else {
+    free(j);
+  }
+  if (first) pthread_kill(R.controller, SIGUSR2); /* stop the run */
 }
 
 /* A job that never reaches the engine still gets its result: a bad line
@@ -606,7 +722,18 @@ static void *producer(void *arg) {
     bool abandoned = R.prod_abandoned;
     pthread_mutex_unlock(&R.prod_mu);
     if (abandoned) return NULL; /* main went on without us: not "read" */
-    if (rc == 0) break;
+    if (rc == 0) {
+      if (R.state && wp__state_max_id(R.state) > id) {
+        snprintf(R.input_errmsg, sizeof R.input_errmsg,
+                 "the input changed since the state %s was written: it ends "
+                 "after job %" PRIu64
+                 ", but the state holds jobs up to %" PRIu64
+                 ". Use a new state file, or the input this one was made from",
+                 R.o->state, id, wp__state_max_id(R.state));
+        R.input_error = 1;
+      }
+      break;
+    }
     if (rc < 0) {
       snprintf(R.input_errmsg, sizeof R.input_errmsg, "%s", err);
       R.input_error = 1;
@@ -637,11 +764,51 @@ static void *producer(void *arg) {
         pthread_cond_wait(&R.window_cv, &R.out_mu);
       pthread_mutex_unlock(&R.out_mu);
     }
+    unsigned attempts = 0;
+    int64_t due = 0;
+    if (R.state) {
+      int64_t run_at = 0;
+      int st = wp__state_lookup(R.state, id, j->url, j->url_len, &attempts,
+                                &run_at, err, sizeof err);
+      if (st < 0) {
+        char q[300];
+        wp__store_quote(q, sizeof q, j->url, j->url_len);
+        if (st == -2)
+          snprintf(R.input_errmsg, sizeof R.input_errmsg,
+                   "the input changed since the state %s was written: %s "
+                   "line %" PRIu64 " (job %" PRIu64
+                   ") is '%s'; %s. Use a new "
+                   "state file, or the input this one was made from",
+                   R.o->state, line.file, line.lineno, id, q, err);
+        else
+          snprintf(R.input_errmsg, sizeof R.input_errmsg, "%s", err);
+        R.input_error = 1;
+        free(j);
+        break;
+      }
+      if (st == WP__STATE_DONE) {
+        R.n_skipped++;
+        if (R.o->ordered) {
+          wp_result skip;
+          memset(&skip, 0, sizeof skip);
+          skip.id = id;
+          output_result(&skip);
+        }
+        free(j);
+        continue;
+      }
+      if (st == WP__STATE_RETRY) {
+        int64_t left = run_at - realtime_ns();
+        due = wp_now_ns() + (left > 0 ? left : 0);
+      }
+    }
     if (line.bad) {
       emit_direct(id, j, WP__FETCH_EBADLINE, line.bad);
       continue;
     }
-    rc = wp_pool_submit(R.pool, id, j, NULL);
+    rc = attempts > 0
+             ? wp_pool_submit_resumed(R.pool, id, j, attempts, due, NULL)
+             : wp_pool_submit(R.pool, id, j, NULL);
     if (rc != 0) {
       emit_direct(id, j, WP_ECANCELED, "canceled");
       break;
@@ -815,6 +982,8 @@ static int setup_failed(const char *what, const char *why,
   R.held = NULL;
   free(R.o->headers);
   R.o->headers = NULL;
+  wp__state_close(R.state); /* after the engine: nothing pushes any more */
+  R.state = NULL;
   return EXIT_SOME_FAILED;
 }
 
@@ -831,6 +1000,12 @@ static int cmd_fetch(int argc, char **argv) {
     return EXIT_USAGE;
   }
   wp__reader *rd = R.rd;
+  if (o.state && wp__state_open(o.state, &R.state, err, sizeof err) != 0) {
+    fprintf(stderr, "%s fetch: %s\n", prog, err);
+    wp__reader_close(rd);
+    free(o.headers);
+    return EXIT_USAGE;
+  }
   R.out = stdout;
   if (o.output && strcmp(o.output, "-") != 0) {
     R.out = fopen(o.output, "w");
@@ -839,6 +1014,7 @@ static int cmd_fetch(int argc, char **argv) {
       char eb[128];
       fprintf(stderr, "%s fetch: %s: %s\n", prog, o.output,
               strerror_r(e, eb, sizeof eb));
+      wp__state_close(R.state);
       wp__reader_close(rd);
       free(o.headers);
       return EXIT_USAGE;
@@ -847,6 +1023,7 @@ static int cmd_fetch(int argc, char **argv) {
   if (wp__obs_start(&R.obs, &o.obs, err, sizeof err) != 0) {
     fprintf(stderr, "%s fetch: %s\n", prog, err);
     if (R.out != stdout) fclose(R.out);
+    wp__state_close(R.state);
     wp__reader_close(rd);
     free(o.headers);
     return EXIT_USAGE;
@@ -909,6 +1086,11 @@ static int cmd_fetch(int argc, char **argv) {
   fc.job_timeout_ns = o.job_timeout_ns;
   fc.rate = o.rate;
   fc.per_host = o.per_host;
+  fc.on_retry = on_retry;
+  if (R.state &&
+      wp__state_start_writer(R.state, (size_t)o.workers + o.queue, state_commit,
+                             NULL, err, sizeof err) != 0)
+    return setup_failed(NULL, err, false);
   int rc = wp__fetch_create(&fc, &R.engine, err, sizeof err);
   if (rc != 0) return setup_failed(NULL, err, false);
   R.pool = wp__fetch_pool(R.engine);
@@ -969,6 +1151,8 @@ static int cmd_fetch(int argc, char **argv) {
   atomic_store(&R.input_done, true);
 
   wp_pool_shutdown(R.pool, NULL); /* drain (or wait for ShutdownNow) */
+  /* Every result is pushed: commit the last ones, which writes them. */
+  if (R.state) (void)wp__state_stop_writer(R.state, err, sizeof err);
   pthread_kill(R.controller, SIGUSR1);
   pthread_join(R.controller, NULL);
   wp_ctx_cancel(R.done_ctx);
@@ -996,6 +1180,16 @@ static int cmd_fetch(int argc, char **argv) {
     wp__obs_log(R.obs, WP__LOG_WARN,
                 "--max-failures reached: stopped reading input", NULL, 0);
   }
+  if (R.state_failed)
+    fprintf(stderr,
+            "%s fetch: %s; the run stopped (results not in the state were "
+            "not written)\n",
+            prog, R.state_errmsg);
+  if (R.state && R.n_skipped > 0)
+    fprintf(stderr,
+            "%s fetch: resumed from %s: %" PRIu64
+            " jobs already done there were skipped\n",
+            prog, o.state, R.n_skipped);
   if (atomic_load(&R.deadline_hit)) {
     fprintf(stderr, "%s fetch: --deadline passed: the run was cut short\n",
             prog);
@@ -1016,11 +1210,13 @@ static int cmd_fetch(int argc, char **argv) {
   int status = EXIT_OK;
   if (R.n_failed + R.n_canceled > 0 || R.write_failed)
     status = EXIT_SOME_FAILED;
-  if (R.input_error) status = EXIT_USAGE; /* an input file failed mid-run */
+  if (R.input_error || R.state_failed)
+    status = EXIT_USAGE; /* an input file or the state failed mid-run */
   if (atomic_load(&R.signaled)) status = EXIT_SIGNAL;
 
   wp__fetch_destroy(R.engine);
   wp__obs_stop(R.obs); /* after the engine: its pool updates the metrics */
+  wp__state_close(R.state);
   if (R.out != stdout) fclose(R.out);
   if (joined) wp__reader_close(rd);
   wp_ctx_release(R.done_ctx);
@@ -1037,6 +1233,7 @@ int main(int argc, char **argv) {
   }
   const char *cmd = argv[1];
   if (strcmp(cmd, "fetch") == 0) return cmd_fetch(argc - 1, argv + 1);
+  if (strcmp(cmd, "results") == 0) return wp__cmd_results(argc - 1, argv + 1);
   if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0 ||
       strcmp(cmd, "help") == 0) {
     print_main_help(stdout);

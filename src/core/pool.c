@@ -677,6 +677,22 @@ int wp_worker_arm(wp_worker *w, int64_t *next_due) {
   return rc;
 }
 
+/* A taken job (j->due_ns set) goes into the timer queue. Guarantee 5: not
+ * the bounded queue; it stays outstanding (its slot is held), so submit
+ * cannot overflow. Caller holds mu. */
+static void schedule_locked(wp_pool *p, wp_job *j) {
+  p->taken--;
+  heap_push(p, j);
+  if (p->heap[0] == j) {
+    if (p->idle > p->wakes_pending) {
+      p->wakes_pending++;
+      pthread_cond_signal(&p->work_cv);
+    }
+    for (wp_worker *a = p->armed; a; a = a->arm_next)
+      if (a->wake) a->wake(a->wake_arg); /* to shorten their sleep */
+  }
+}
+
 static bool should_retry(wp_pool *p, wp_job *j, int err) {
   const wp_retry_policy *rp = &p->cfg.retry;
   if (err == 0 || j->attempts >= rp->max_attempts) return false;
@@ -734,25 +750,18 @@ static void finish(wp_worker *w, wp_job *j, int err, bool started) {
     /* A retry that could not start before the deadline: the job ends now,
      * with this attempt's error. */
     if (j->due_ns >= j->deadline_ns) retry = false;
+    /* Told before the job can run again, so a durable store records the
+     * retry before the next attempt's result. */
+    if (retry && p->cfg.on_retry)
+      p->cfg.on_retry(j->id, j->arg, j->attempts, delay, p->cfg.userdata);
   }
   if (retry || p->cfg.limits.per_key) {
     pthread_mutex_lock(&p->mu);
     if (p->cfg.limits.per_key) key_release_locked(p, j);
     if (retry && !p->canceling) {
-      /* Guarantee 5: into the timer queue, not the bounded queue; it stays
-       * outstanding (its slot is held), so submit cannot overflow. */
-      p->taken--;
       p->retries++;
       wp_counter_add(p->metrics.retries, 1);
-      heap_push(p, j);
-      if (p->heap[0] == j) {
-        if (p->idle > p->wakes_pending) {
-          p->wakes_pending++;
-          pthread_cond_signal(&p->work_cv);
-        }
-        for (wp_worker *a = p->armed; a; a = a->arm_next)
-          if (a->wake) a->wake(a->wake_arg); /* to shorten their sleep */
-      }
+      schedule_locked(p, j);
       pthread_mutex_unlock(&p->mu);
       return;
     }
@@ -1019,7 +1028,10 @@ static void wake_space(void *arg) {
   pthread_mutex_unlock(&p->mu);
 }
 
-static int submit(wp_pool *p, uint64_t id, void *arg, wp_ctx *ctx, bool wait) {
+static void schedule_locked(wp_pool *p, wp_job *j);
+
+static int submit(wp_pool *p, uint64_t id, void *arg, wp_ctx *ctx, bool wait,
+                  unsigned attempts, int64_t due_ns) {
   if (!p) return WP_EINVAL;
   uint64_t key = 0;
   if (p->cfg.limits.per_key) key = p->cfg.limits.key(arg, p->cfg.userdata);
@@ -1042,15 +1054,23 @@ static int submit(wp_pool *p, uint64_t id, void *arg, wp_ctx *ctx, bool wait) {
       j->arg = arg;
       j->value = NULL;
       j->err = 0;
-      j->attempts = 0;
+      j->attempts = attempts;
       j->started_ns = 0;
       j->deadline_ns = INT64_MAX;
       j->key = key;
+      j->retry_after_ns = -1;
       p->outstanding++;
       p->submitted++;
       wp_counter_add(p->metrics.submitted, 1);
-      ring_push(p, j);
-      wake_one_locked(p);
+      if (due_ns > 0 && due_ns > wp_now_ns()) {
+        /* A resumed retry: into the timer queue like any retry. */
+        j->due_ns = due_ns;
+        p->taken++; /* schedule_locked counts it out of the taken jobs */
+        schedule_locked(p, j);
+      } else {
+        ring_push(p, j);
+        wake_one_locked(p);
+      }
       rc = 0;
       break;
     }
@@ -1099,11 +1119,16 @@ static int submit(wp_pool *p, uint64_t id, void *arg, wp_ctx *ctx, bool wait) {
 }
 
 int wp_pool_submit(wp_pool *p, uint64_t id, void *arg, wp_ctx *ctx) {
-  return submit(p, id, arg, ctx, true);
+  return submit(p, id, arg, ctx, true, 0, 0);
 }
 
 int wp_pool_try_submit(wp_pool *p, uint64_t id, void *arg) {
-  return submit(p, id, arg, NULL, false);
+  return submit(p, id, arg, NULL, false, 0, 0);
+}
+
+int wp_pool_submit_resumed(wp_pool *p, uint64_t id, void *arg,
+                           unsigned attempts, int64_t due_ns, wp_ctx *ctx) {
+  return submit(p, id, arg, ctx, true, attempts, due_ns);
 }
 
 /* Waits (bounded by ctx) until every worker has exited, then joins them. */

@@ -575,6 +575,12 @@ uint64_t wp__fetch_host_key(const char *url) {
   return h;
 }
 
+static void retry_tramp(uint64_t id, void *arg, unsigned attempts,
+                        int64_t delay_ns, void *userdata) {
+  wp__fetch *f = userdata;
+  f->cfg.on_retry(id, arg, attempts, delay_ns, f->cfg.userdata);
+}
+
 static int retryable_tramp(int err, void *userdata) {
   wp__fetch *f = userdata;
   if (f->cfg.retry.retryable)
@@ -682,6 +688,7 @@ int wp__fetch_create(const wp__fetch_config *cfg, wp__fetch **out, char *errbuf,
   pc.limits.rate = cfg->rate;
   pc.limits.per_key = cfg->per_host;
   pc.limits.key = host_key_tramp;
+  if (cfg->on_retry) pc.on_retry = retry_tramp;
   rc = wp_pool_create(&pc, &f->pool);
   if (rc != 0) {
     snprintf(errbuf, errlen, "cannot start the engine: %s", wp_strerror(rc));

@@ -96,6 +96,8 @@ typedef struct wp__fetch_config {
   wp_metrics *metrics;
   wp__fetch_attempt_cb on_attempt;
   bool trace;
+  wp_retry_cb on_retry; /* optional: a retry was scheduled (see pool.h);
+                           called with userdata */
 } wp__fetch_config;
 
 typedef struct wp__fetch wp__fetch;

@@ -335,6 +335,7 @@ enum wake { WAKE_NONE, WAKE_DEADLINE, WAKE_GONE, WAKE_STOP };
 struct req {
   uint64_t start_ns;
   struct entry *host; /* counted in stats when not NULL */
+  struct entry *path; /* its in_flight counts this request when not NULL */
   bool parked;
   bool answered; /* a response was queued: no longer pending */
   enum wake wake;
@@ -354,7 +355,12 @@ static void stats_begin(struct req *r, struct MHD_Connection *c,
   pthread_mutex_lock(&stats.lock);
   stats.total++;
   struct entry *p = map_get_or_overflow(&stats.paths, url);
-  if (p) p->count++;
+  if (p) {
+    p->count++;
+    p->in_flight++;
+    if (p->in_flight > p->max_flight) p->max_flight = p->in_flight;
+    r->path = p;
+  }
   struct entry *h = map_get_or_overflow(&stats.hosts, host ? host : "");
   if (h) {
     stats.in_flight++;
@@ -369,13 +375,17 @@ static void stats_begin(struct req *r, struct MHD_Connection *c,
 }
 
 static void stats_end(struct req *r) {
-  if (!r->host) return;
+  if (!r->host && !r->path) return;
   pthread_mutex_lock(&stats.lock);
-  stats.in_flight--;
-  r->host->in_flight--;
-  if (!r->answered) r->host->pending--;
+  if (r->host) {
+    stats.in_flight--;
+    r->host->in_flight--;
+    if (!r->answered) r->host->pending--;
+  }
+  if (r->path) r->path->in_flight--;
   pthread_mutex_unlock(&stats.lock);
   r->host = NULL;
+  r->path = NULL;
 }
 
 static void stats_status(struct req *r, unsigned status) {
@@ -393,6 +403,13 @@ static bool host_busy(struct entry *e) {
   return e->in_flight > 0;
 }
 
+/* A path with a request in flight stays (that request points to it), with
+ * its count cleared. */
+static bool path_busy(struct entry *e) {
+  e->count = 0;
+  return host_busy(e);
+}
+
 /* Clears everything but the requests in flight now: they still end, and
  * the maxima restart from them. */
 static void stats_reset(void) {
@@ -400,7 +417,7 @@ static void stats_reset(void) {
   stats.total = 0;
   stats.max_flight = stats.in_flight;
   memset(stats.status, 0, sizeof stats.status);
-  map_filter(&stats.paths, NULL);
+  map_filter(&stats.paths, path_busy);
   map_filter(&stats.flaky, NULL);
   map_filter(&stats.retry, NULL);
   map_filter(&stats.stamps, NULL);
@@ -505,6 +522,23 @@ static void json_counts(struct buf *b, const char *name, const struct map *m) {
   buf_str(b, "}");
 }
 
+/* Paths that had two or more requests in flight at once, with that most. */
+static void json_path_overlaps(struct buf *b) {
+  bool first = true;
+  buf_str(b, ",\n  \"path_max_concurrent\": {");
+  for (size_t i = 0; i < stats.paths.nb; i++) {
+    for (struct entry *e = stats.paths.b[i]; e; e = e->next) {
+      if (e->max_flight < 2) continue;
+      buf_str(b, first ? "" : ", ");
+      first = false;
+      buf_json(b, e->key);
+      buf_str(b, ": ");
+      buf_u64(b, (uint64_t)e->max_flight);
+    }
+  }
+  buf_str(b, "}");
+}
+
 enum host_field { HOST_IN_FLIGHT, HOST_MAX_FLIGHT, HOST_MAX_PENDING };
 
 static void json_hosts(struct buf *b, const char *name, enum host_field f) {
@@ -535,6 +569,7 @@ static void stats_json(struct buf *b) {
   buf_str(b, ",\n  \"max_concurrent\": ");
   buf_u64(b, (uint64_t)stats.max_flight);
   json_counts(b, "paths", &stats.paths);
+  json_path_overlaps(b);
   buf_str(b, ",\n  \"status_codes\": {");
   bool first = true;
   for (unsigned i = 0; i < 600; i++) {
@@ -844,7 +879,13 @@ static enum MHD_Result route_status(struct MHD_Connection *c, struct req *r,
 
 static enum MHD_Result route_delay(struct MHD_Connection *c, struct req *r,
                                    const char *arg) {
-  if (parse_num(arg, MAX_DELAY_MS, &r->delay_ms) != 0)
+  /* /delay/MS/KEY: KEY only makes the path (and its counts) unique. */
+  char ms[24];
+  size_t n = strcspn(arg, "/");
+  if (n >= sizeof ms) return send_text(c, r, 400, "bad delay\n");
+  memcpy(ms, arg, n);
+  ms[n] = '\0';
+  if (parse_num(ms, MAX_DELAY_MS, &r->delay_ms) != 0)
     return send_text(c, r, 400, "bad delay\n");
   if (r->delay_ms == 0)
     return send_response(c, r, 200, text_response("delayed 0 ms\n"));
@@ -1263,7 +1304,7 @@ static void usage(FILE *f) {
       "  --port-file PATH also write the port there (atomically, by rename)\n"
       "  --threads N      MHD pool threads (default 2 x CPUs, 4 to 32)\n"
       "  --log            one line per request on stderr\n"
-      "Routes (GET, HEAD): / /ok /status/CODE /delay/MS /bytes/N /hang "
+      "Routes (GET, HEAD): / /ok /status/CODE /delay/MS[/KEY] /bytes/N /hang "
       "/reset\n"
       "  /redirect/N /redirect-to?url=U[&status=S] /redirect-loop "
       "/flaky/KEY/K\n"
