@@ -35,6 +35,7 @@
 #include "cli/parse.h"
 #include "cli/store_cmds.h"
 #include "fetch/fetch.h"
+#include "store/runner.h"
 #include "store/store.h"
 #include "wpool/wpool.h"
 
@@ -74,18 +75,19 @@ typedef struct options {
 } options;
 
 static const char *prog = "wpool";
+static const char *cmd_name = "fetch"; /* or "work" */
 
 static void usage_error(const char *fmt, ...)
     __attribute__((noreturn, format(printf, 1, 2)));
 static void usage_error(const char *fmt, ...) {
   va_list ap;
-  fprintf(stderr, "%s fetch: ", prog);
+  fprintf(stderr, "%s %s: ", prog, cmd_name);
   va_start(ap, fmt);
   /* ap is started right above: clang-analyzer's valist check misreads the
    * noreturn declaration. */
   vfprintf(stderr, fmt, ap); /* NOLINT(clang-analyzer-valist.Uninitialized) */
   va_end(ap);
-  fprintf(stderr, "\nTry '%s fetch --help'.\n", prog);
+  fprintf(stderr, "\nTry '%s %s --help'.\n", prog, cmd_name);
   exit(EXIT_USAGE);
 }
 
@@ -229,7 +231,12 @@ static void print_main_help(FILE *f) {
           "Usage: %s COMMAND [OPTIONS]\n\n"
           "Commands:\n"
           "  fetch    fetch a list of URLs with bounded concurrency\n"
-          "  results  print the results held by a state file or a queue\n\n"
+          "  results  print the results held by a state file or a queue\n"
+          "  migrate  create or upgrade the schema of a PostgreSQL queue\n"
+          "  enqueue  add URLs to a PostgreSQL queue\n"
+          "  work     run the jobs of a PostgreSQL queue (on any number of "
+          "machines)\n"
+          "  status   jobs by state, workers alive, rate of a queue\n\n"
           "'%s COMMAND --help' describes a command. '%s --version' prints "
           "the version.\n",
           prog, prog, prog);
@@ -459,7 +466,8 @@ static void parse_fetch_args(int argc, char **argv, options *o) {
 /* A job's record: the request the engine fills, and the URL as read. */
 typedef struct job {
   wp__fetch_req req;
-  wp_result res; /* --state: the result, between the push and the commit */
+  wp_result res;      /* --state: the result, between the push and the commit */
+  unsigned qattempts; /* wpool work: the claim's attempt number */
   size_t url_len;
   char url[]; /* NUL-terminated; may hold NULs (url_len) */
 } job;
@@ -514,6 +522,8 @@ typedef struct run {
   bool state_failed; /* a commit failed: the run stops */
   char state_errmsg[512];
   uint64_t n_skipped; /* jobs whose result the state already held */
+
+  wp__qrunner *qr; /* wpool work: the PostgreSQL queue */
 } run;
 
 static run R;
@@ -618,9 +628,15 @@ static int64_t realtime_ns(void) {
 /* --state: the state is the authority. A result goes to the state writer;
  * it reaches the output only once its transaction committed (state_commit).
  * A canceled job is not final: nothing is stored, so a resume runs it. */
+static void work_result(const wp_result *res);
+
 static void on_result(const wp_result *res, void *userdata) {
   (void)userdata;
   job *j = res->arg;
+  if (R.qr) {
+    work_result(res);
+    return;
+  }
   if (!R.state) {
     output_result(res);
     return;
@@ -824,6 +840,7 @@ static void *producer(void *arg) {
 /* Read no more input; main stops waiting for a producer blocked in read. */
 static void stop_reading(void) {
   atomic_store(&R.stop, true);
+  if (R.qr) wp__qrunner_stop(R.qr); /* wpool work: claim no more */
   pthread_mutex_lock(&R.prod_mu);
   pthread_cond_broadcast(&R.prod_cv);
   pthread_mutex_unlock(&R.prod_mu);
@@ -987,6 +1004,35 @@ static int setup_failed(const char *what, const char *why,
   return EXIT_SOME_FAILED;
 }
 
+/* SIGPIPE is a write error; the others go to the controller (every thread
+ * created afterwards inherits the mask). */
+static void block_signals(void) {
+  signal(SIGPIPE, SIG_IGN);
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  sigaddset(&set, SIGUSR1);
+  sigaddset(&set, SIGUSR2);
+  pthread_sigmask(SIG_BLOCK, &set, NULL);
+}
+
+/* The engine's configuration from the transfer options (fetch and work). */
+static void fetch_config_init(wp__fetch_config *fc, const options *o) {
+  memset(fc, 0, sizeof *fc);
+  fc->concurrency = o->workers;
+  fc->loops = o->loops;
+  fc->timeout_ns = o->timeout_ns;
+  fc->connect_timeout_ns = o->connect_timeout_ns;
+  fc->max_redirects = o->max_redirects;
+  fc->max_body = o->max_body;
+  fc->head = o->head;
+  fc->headers = o->headers;
+  fc->nheaders = o->nheaders;
+  fc->user_agent = o->user_agent;
+  fc->on_result = on_result;
+}
+
 static int cmd_fetch(int argc, char **argv) {
   options o;
   parse_fetch_args(argc, argv, &o);
@@ -1034,14 +1080,7 @@ static int cmd_fetch(int argc, char **argv) {
   bool show_progress = o.progress == 1 || (o.progress == -1 && isatty(2));
 
   /* Signals: SIGPIPE is a write error; the others go to the controller. */
-  signal(SIGPIPE, SIG_IGN);
-  sigset_t set;
-  sigemptyset(&set);
-  sigaddset(&set, SIGINT);
-  sigaddset(&set, SIGTERM);
-  sigaddset(&set, SIGUSR1);
-  sigaddset(&set, SIGUSR2);
-  pthread_sigmask(SIG_BLOCK, &set, NULL);
+  block_signals();
 
   pthread_mutex_init(&R.out_mu, NULL);
   pthread_cond_init(&R.window_cv, NULL);
@@ -1065,19 +1104,8 @@ static int cmd_fetch(int argc, char **argv) {
   }
 
   wp__fetch_config fc;
-  memset(&fc, 0, sizeof fc);
-  fc.concurrency = o.workers;
-  fc.loops = o.loops;
+  fetch_config_init(&fc, &o);
   fc.queue = o.queue;
-  fc.timeout_ns = o.timeout_ns;
-  fc.connect_timeout_ns = o.connect_timeout_ns;
-  fc.max_redirects = o.max_redirects;
-  fc.max_body = o.max_body;
-  fc.head = o.head;
-  fc.headers = o.headers;
-  fc.nheaders = o.nheaders;
-  fc.user_agent = o.user_agent;
-  fc.on_result = on_result;
   wp__obs_fetch_config(R.obs, &fc);
   fc.retry.max_attempts = o.retries + 1;
   fc.retry.base_ns = o.backoff_base_ns;
@@ -1226,6 +1254,270 @@ static int cmd_fetch(int argc, char **argv) {
   return status;
 }
 
+/* ---- wpool work -----------------------------------------------------------
+ */
+
+typedef struct work_opts {
+  const char *db, *queue;
+  int64_t lease_ns, renew_ns;
+  unsigned batch;
+  bool exit_when_empty;
+  unsigned retries;
+  int64_t base_ns, cap_ns;
+} work_opts;
+
+static void print_work_help(void) {
+  printf(
+      "Usage: %s work [--db URL] [--queue NAME] [OPTIONS]\n"
+      "\n"
+      "Runs the jobs of a PostgreSQL queue (see 'wpool enqueue'), at most N "
+      "at a time,\n"
+      "until interrupted (or, with --exit-when-empty, until the queue holds "
+      "nothing to\n"
+      "run). Start any number of these, on any number of machines.\n"
+      "\n"
+      "  --db URL             the database (default $WPOOL_DATABASE_URL; "
+      "libpq's PG*\n"
+      "                       variables work too)\n"
+      "  --queue NAME         the queue (default 'default')\n"
+      "  --batch N            jobs per claim, 1-10000 (default 64)\n"
+      "  --lease DUR          a claim's lease (default 30s): a job whose "
+      "worker stops\n"
+      "                       renewing it for that long runs again "
+      "elsewhere\n"
+      "  --renew DUR          lease renewal interval (default lease/3)\n"
+      "  --exit-when-empty    exit once nothing is available, waiting for a "
+      "retry or\n"
+      "                       running anywhere\n"
+      "  -r, --retries N      retries of a transient failure (default 2), "
+      "stored as a\n"
+      "                       run-at time in the queue\n"
+      "      --backoff B,C    full-jitter backoff base and cap (default "
+      "100ms,10s)\n"
+      "  and the options of 'wpool fetch' that shape a transfer: -w, -t,\n"
+      "  --connect-timeout, --max-redirects, --max-body, -X, -H, -A, --loops,\n"
+      "  --deadline.\n"
+      "\n"
+      "Signals: the first SIGINT or SIGTERM stops claiming, releases the "
+      "claimed jobs\n"
+      "not started and lets running ones finish; a second one cancels the "
+      "running jobs\n"
+      "and releases them too. Results stay in the database: 'wpool results "
+      "--db URL'.\n"
+      "A job runs twice only if its lease expires while it still runs (a "
+      "worker\n"
+      "killed, stopped or cut off for longer than the lease).\n"
+      "Exit status: 0; 2 usage or database error; 130 ended by a signal.\n",
+      prog);
+}
+
+/* Takes the options of `wpool work` itself out of argv (into *w); the rest
+ * (the fetch options) stay in argv, whose new length is returned. */
+static int take_work_opts(int argc, char **argv, work_opts *w) {
+  static const struct {
+    const char *name;
+    bool has_arg;
+  } own[] = {
+      {"--db", true},      {"--queue", true}, {"--lease", true},
+      {"--renew", true},   {"--batch", true}, {"--exit-when-empty", false},
+      {"--retries", true}, {"-r", true},      {"--backoff", true}};
+  int out = 1;
+  for (int i = 1; i < argc; i++) {
+    const char *a = argv[i];
+    if (strcmp(a, "--") == 0) {
+      while (i < argc) argv[out++] = argv[i++];
+      break;
+    }
+    int k = -1;
+    const char *val = NULL;
+    for (size_t n = 0; n < sizeof own / sizeof own[0] && k < 0; n++) {
+      size_t l = strlen(own[n].name);
+      if (strncmp(a, own[n].name, l) != 0) continue;
+      if (a[l] == '\0') {
+        k = (int)n;
+      } else if (a[l] == '=' && own[n].has_arg && a[1] == '-') {
+        k = (int)n;
+        val = a + l + 1;
+      }
+    }
+    if (k < 0) {
+      argv[out++] = argv[i];
+      continue;
+    }
+    if (own[k].has_arg && !val) {
+      if (i + 1 >= argc) usage_error("%s: needs a value", own[k].name);
+      val = argv[++i];
+    }
+    const char *n = own[k].name;
+    if (strcmp(n, "--db") == 0) {
+      w->db = val;
+    } else if (strcmp(n, "--queue") == 0) {
+      if (!val[0] || strlen(val) > 100)
+        usage_error("--queue: a name of 1 to 100 bytes");
+      w->queue = val;
+    } else if (strcmp(n, "--lease") == 0) {
+      w->lease_ns = opt_duration("--lease", val);
+      if (w->lease_ns < 1000000000) usage_error("--lease: at least 1s");
+    } else if (strcmp(n, "--renew") == 0) {
+      w->renew_ns = opt_duration("--renew", val);
+      if (w->renew_ns < 10000000) usage_error("--renew: at least 10ms");
+    } else if (strcmp(n, "--batch") == 0) {
+      w->batch = (unsigned)opt_uint("--batch", val, 1, 10000);
+    } else if (strcmp(n, "--exit-when-empty") == 0) {
+      w->exit_when_empty = true;
+    } else if (strcmp(n, "--backoff") == 0) {
+      const char *comma = strchr(val, ',');
+      char base[64];
+      if (!comma || (size_t)(comma - val) >= sizeof base)
+        usage_error("--backoff: expected BASE,CAP like 100ms,10s, got '%s'",
+                    val);
+      memcpy(base, val, (size_t)(comma - val));
+      base[comma - val] = '\0';
+      w->base_ns = opt_duration("--backoff", base);
+      w->cap_ns = opt_duration("--backoff", comma + 1);
+    } else { /* -r, --retries */
+      w->retries = (unsigned)opt_uint("--retries", val, 0, 1000);
+    }
+  }
+  argv[out] = NULL;
+  return out;
+}
+
+/* A claimed row becomes a job of the engine. */
+static void *work_make_arg(const wp__qjob *qj, void *userdata) {
+  (void)userdata;
+  job *j = malloc(sizeof *j + qj->url_len + 1 + qj->bad_len + 1);
+  if (!j) return NULL;
+  memset(j, 0, sizeof *j);
+  memcpy(j->url, qj->url, qj->url_len);
+  j->url[qj->url_len] = '\0';
+  j->url_len = qj->url_len;
+  j->req.url = j->url;
+  j->req.status = -1;
+  if (qj->bad) {
+    char *bad = j->url + qj->url_len + 1;
+    memcpy(bad, qj->bad, qj->bad_len);
+    bad[qj->bad_len] = '\0';
+    j->req.bad = bad;
+  }
+  j->qattempts = qj->attempts;
+  return j;
+}
+
+static void work_free_arg(void *arg, void *userdata) {
+  (void)userdata;
+  free(arg);
+}
+
+static void work_result(const wp_result *res) {
+  job *j = res->arg;
+  wp__qresult q;
+  memset(&q, 0, sizeof q);
+  q.id = (int64_t)res->id;
+  q.attempts = j->qattempts;
+  q.err = res->err;
+  q.status = j->req.status > 0 ? j->req.status : -1;
+  q.error = j->req.error[0] ? j->req.error
+            : res->err      ? wp_strerror(res->err)
+                            : NULL;
+  q.elapsed_ms = (double)res->elapsed_ns / 1e6;
+  q.bytes = j->req.bytes;
+  wp__qrunner_complete(R.qr, &q);
+  pthread_mutex_lock(&R.out_mu);
+  count_locked(res, j);
+  pthread_mutex_unlock(&R.out_mu);
+  atomic_fetch_add(&R.done, 1);
+  free(j);
+}
+
+static int cmd_work(int argc, char **argv) {
+  work_opts w = {.retries = 2, .base_ns = 100000000, .cap_ns = 10000000000};
+  for (int i = 1; i < argc; i++)
+    if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
+      print_work_help();
+      return EXIT_OK;
+    }
+  argc = take_work_opts(argc, argv, &w);
+  options o;
+  parse_fetch_args(argc, argv, &o);
+  if (o.nfiles > 0)
+    usage_error(
+        "work takes no FILE: the jobs come from the queue (see "
+        "'wpool enqueue')");
+  if (o.state) usage_error("--state: not with work (the queue is the state)");
+  memset(&R, 0, sizeof R);
+  R.o = &o;
+  pthread_mutex_init(&R.out_mu, NULL);
+  pthread_cond_init(&R.window_cv, NULL);
+  pthread_mutex_init(&R.prod_mu, NULL);
+  pthread_cond_init(&R.prod_cv, NULL);
+
+  block_signals();
+
+  wp__fetch_config fc;
+  fetch_config_init(&fc, &o);
+  fc.queue = 0; /* claimed jobs wait in the runner, where a stop releases
+                   them, not in the pool */
+  char err[1024];
+  if (wp__fetch_create(&fc, &R.engine, err, sizeof err) != 0) {
+    fprintf(stderr, "%s work: %s\n", prog, err);
+    free(o.headers);
+    return EXIT_USAGE;
+  }
+  R.pool = wp__fetch_pool(R.engine);
+
+  wp__qrunner_config qc;
+  memset(&qc, 0, sizeof qc);
+  qc.conninfo = w.db;
+  qc.queue = w.queue;
+  qc.lease_ns = w.lease_ns;
+  qc.renew_ns = w.renew_ns;
+  qc.batch = w.batch;
+  qc.exit_when_empty = w.exit_when_empty;
+  qc.pool = R.pool;
+  qc.make_arg = work_make_arg;
+  qc.free_arg = work_free_arg;
+  qc.retry.max_attempts = w.retries + 1;
+  qc.retry.base_ns = w.base_ns;
+  qc.retry.cap_ns = w.cap_ns;
+  qc.retry.retryable = wp__fetch_retryable;
+  if (wp__qrunner_create(&qc, &R.qr, err, sizeof err) != 0) {
+    fprintf(stderr, "%s work: %s\n", prog, err);
+    wp__fetch_destroy(R.engine);
+    free(o.headers);
+    return EXIT_USAGE;
+  }
+  R.start_ns = wp_now_ns();
+  pthread_create(&R.controller, NULL, controller, NULL);
+  fprintf(stderr, "%s work: worker %s on queue '%s'\n", prog,
+          wp__qrunner_worker_id(R.qr), w.queue ? w.queue : "default");
+
+  int rc = wp__qrunner_run(R.qr, err, sizeof err);
+  if (rc != 0) fprintf(stderr, "%s work: %s\n", prog, err);
+  wp_pool_shutdown(R.pool, NULL); /* drain (or wait for ShutdownNow) */
+  char ferr[1024];
+  int frc = wp__qrunner_finish(R.qr, ferr, sizeof ferr);
+  if (frc != 0 && rc == 0) fprintf(stderr, "%s work: %s\n", prog, ferr);
+  pthread_kill(R.controller, SIGUSR1);
+  pthread_join(R.controller, NULL);
+
+  wp__qrunner_stats st;
+  wp__qrunner_stats_get(R.qr, &st);
+  double secs = (double)(wp_now_ns() - R.start_ns) / 1e9;
+  fprintf(stderr,
+          "%s work: %" PRIu64 " jobs claimed in %.2fs: %" PRIu64 " ok, %" PRIu64
+          " failed, %" PRIu64 " to retry, %" PRIu64 " released\n",
+          prog, st.claimed, secs, st.ok, st.failed, st.retried, st.released);
+  int status = EXIT_OK;
+  if (rc != 0 || frc != 0) status = EXIT_USAGE;
+  if (atomic_load(&R.signaled)) status = EXIT_SIGNAL;
+  wp__fetch_destroy(R.engine);
+  wp__qrunner_destroy(R.qr);
+  R.qr = NULL;
+  free(o.headers);
+  return status;
+}
+
 int main(int argc, char **argv) {
   if (argc < 2) {
     print_main_help(stderr);
@@ -1234,6 +1526,13 @@ int main(int argc, char **argv) {
   const char *cmd = argv[1];
   if (strcmp(cmd, "fetch") == 0) return cmd_fetch(argc - 1, argv + 1);
   if (strcmp(cmd, "results") == 0) return wp__cmd_results(argc - 1, argv + 1);
+  if (strcmp(cmd, "work") == 0) {
+    cmd_name = "work";
+    return cmd_work(argc - 1, argv + 1);
+  }
+  if (strcmp(cmd, "migrate") == 0) return wp__cmd_migrate(argc - 1, argv + 1);
+  if (strcmp(cmd, "enqueue") == 0) return wp__cmd_enqueue(argc - 1, argv + 1);
+  if (strcmp(cmd, "status") == 0) return wp__cmd_status(argc - 1, argv + 1);
   if (strcmp(cmd, "-h") == 0 || strcmp(cmd, "--help") == 0 ||
       strcmp(cmd, "help") == 0) {
     print_main_help(stdout);

@@ -6,10 +6,12 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli/input.h"
 #include "cli/parse.h"
 #include "store/store.h"
 
@@ -126,12 +128,8 @@ int wp__cmd_results(int argc, char **argv) {
   wp__format_header(&o.buf, fmt);
   if (o.buf.len) fwrite(o.buf.data, 1, o.buf.len, o.out);
   char err[1024];
-  int rc = -1;
-  (void)queue;
-  if (state)
-    rc = wp__state_results(state, print_one, &o, err, sizeof err);
-  else
-    snprintf(err, sizeof err, "--db: PostgreSQL is not supported yet");
+  int rc = state ? wp__state_results(state, print_one, &o, err, sizeof err)
+                 : wp__pg_results(db, queue, print_one, &o, err, sizeof err);
   int status = EXIT_OK;
   if (rc != 0 && !o.write_errno) {
     fprintf(stderr, "wpool results: %s\n", err);
@@ -148,4 +146,196 @@ int wp__cmd_results(int argc, char **argv) {
   if (o.out != stdout) fclose(o.out);
   wp__buf_free(&o.buf);
   return status;
+}
+
+/* ---- migrate, enqueue, status ---------------------------------------------
+ */
+
+typedef struct db_opts {
+  const char *db, *queue;
+  uint64_t batch;
+  char **files;
+  size_t nfiles;
+} db_opts;
+
+/* --db, --queue (if queue_ok), --batch (if batch_ok), FILEs (if files_ok).
+ * Returns 0, 1 (help printed) or -1 (usage error printed). */
+static int parse_db_opts(const char *cmd, const char *help, int argc,
+                         char **argv, bool queue_ok, bool batch_ok,
+                         bool files_ok, db_opts *o) {
+  static const struct option longs[] = {
+      {"db", required_argument, NULL, 'd'},
+      {"queue", required_argument, NULL, 'Q'},
+      {"batch", required_argument, NULL, 'b'},
+      {"help", no_argument, NULL, 'h'},
+      {NULL, 0, NULL, 0},
+  };
+  memset(o, 0, sizeof *o);
+  o->batch = 10000;
+  opterr = 0;
+  optind = 1;
+  int c;
+  while ((c = getopt_long(argc, argv, ":h", longs, NULL)) != -1) {
+    switch (c) {
+      case 'd':
+        o->db = optarg;
+        break;
+      case 'Q':
+        if (!queue_ok) goto unknown;
+        if (!optarg[0] || strlen(optarg) > 100) {
+          usage(cmd, "--queue: a name of 1 to 100 bytes");
+          return -1;
+        }
+        o->queue = optarg;
+        break;
+      case 'b':
+        if (!batch_ok) goto unknown;
+        if (wp__parse_uint(optarg, 1, 1000000, &o->batch) != 0) {
+          usage(cmd, "--batch: expected an integer from 1 to 1000000");
+          return -1;
+        }
+        break;
+      case 'h':
+        fputs(help, stdout);
+        return 1;
+      case ':':
+        usage(cmd, "%s: needs a value", argv[optind - 1]);
+        return -1;
+      default:
+      unknown:
+        usage(cmd, "unknown option '%s'", argv[optind - 1]);
+        return -1;
+    }
+  }
+  o->files = argv + optind;
+  o->nfiles = (size_t)(argc - optind);
+  if (o->nfiles > 0 && !files_ok) {
+    usage(cmd, "unexpected argument '%s'", argv[optind]);
+    return -1;
+  }
+  return 0;
+}
+
+int wp__cmd_migrate(int argc, char **argv) {
+  db_opts o;
+  int p = parse_db_opts(
+      "migrate",
+      "Usage: wpool migrate [--db URL]\n\n"
+      "Creates or upgrades the wpool schema in a PostgreSQL database "
+      "(versioned\nmigrations inside wpool; safe to run again, and by "
+      "several at once).\nURL: --db, else $WPOOL_DATABASE_URL, else libpq's "
+      "PG* variables.\n",
+      argc, argv, false, false, false, &o);
+  if (p != 0) return p > 0 ? EXIT_OK : EXIT_USAGE;
+  char err[1024];
+  wp__pg *pg;
+  if (wp__pg_connect(o.db, &pg, err, sizeof err) != 0) {
+    fprintf(stderr, "wpool migrate: %s\n", err);
+    return EXIT_USAGE;
+  }
+  int from = 0, to = 0;
+  int rc = wp__pg_migrate(pg, &from, &to, err, sizeof err);
+  wp__pg_close(pg);
+  if (rc != 0) {
+    fprintf(stderr, "wpool migrate: %s\n", err);
+    return EXIT_USAGE;
+  }
+  if (from == to)
+    printf("schema version %d: up to date\n", to);
+  else
+    printf("schema version %d -> %d\n", from, to);
+  return EXIT_OK;
+}
+
+int wp__cmd_enqueue(int argc, char **argv) {
+  db_opts o;
+  int p = parse_db_opts(
+      "enqueue",
+      "Usage: wpool enqueue [--db URL] [--queue NAME] [--batch N] "
+      "[FILE...]\n\n"
+      "Adds one job per URL line of the FILEs ('-' or none: standard input; "
+      "the\nsame lines as 'wpool fetch') to the queue NAME (default "
+      "'default'), in\nbatches of N (default 10000), each batch one "
+      "transaction (COPY); prints how\nmany. Memory stays flat however long "
+      "the input.\n",
+      argc, argv, true, true, true, &o);
+  if (p != 0) return p > 0 ? EXIT_OK : EXIT_USAGE;
+  const char *queue = o.queue ? o.queue : "default";
+  char err[1024];
+  wp__reader *rd;
+  if (wp__reader_open(&rd, o.files, o.nfiles, err, sizeof err) != 0) {
+    fprintf(stderr, "wpool enqueue: %s\n", err);
+    return EXIT_USAGE;
+  }
+  wp__pg *pg = NULL;
+  uint64_t total = 0, in_batch = 0;
+  int status = EXIT_OK;
+  if (wp__pg_connect(o.db, &pg, err, sizeof err) != 0 ||
+      wp__pg_check_schema(pg, err, sizeof err) != 0) {
+    fprintf(stderr, "wpool enqueue: %s\n", err);
+    status = EXIT_USAGE;
+    goto out;
+  }
+  bool open_batch = false;
+  for (;;) {
+    wp__line line;
+    int rc = wp__reader_next(rd, &line, err, sizeof err);
+    if (rc < 0) {
+      fprintf(stderr, "wpool enqueue: reading input: %s\n", err);
+      status = EXIT_USAGE;
+      break;
+    }
+    if (rc == 0) break;
+    if (!open_batch) {
+      if (wp__pg_enqueue_begin(pg, queue, err, sizeof err) != 0) goto dberr;
+      open_batch = true;
+    }
+    if (wp__pg_enqueue_line(pg, line.text, line.len, line.bad, err,
+                            sizeof err) != 0)
+      goto dberr;
+    if (++in_batch == o.batch) {
+      if (wp__pg_enqueue_commit(pg, err, sizeof err) != 0) goto dberr;
+      total += in_batch;
+      in_batch = 0;
+      open_batch = false;
+    }
+  }
+  if (open_batch) {
+    if (status != EXIT_OK) {
+      /* A read error: the batch read so far is not committed. */
+    } else if (wp__pg_enqueue_commit(pg, err, sizeof err) != 0) {
+      goto dberr;
+    } else {
+      total += in_batch;
+    }
+  }
+  goto done;
+dberr:
+  fprintf(stderr, "wpool enqueue: %s\n", err);
+  status = EXIT_USAGE;
+done:
+  printf("enqueued %" PRIu64 " jobs into queue '%s'\n", total, queue);
+out:
+  wp__pg_close(pg);
+  wp__reader_close(rd);
+  return status;
+}
+
+int wp__cmd_status(int argc, char **argv) {
+  db_opts o;
+  int p = parse_db_opts(
+      "status",
+      "Usage: wpool status [--db URL] [--queue NAME]\n\n"
+      "Prints, per queue, the jobs by state (available, waiting for a retry, "
+      "running,\ncompleted, failed) and the rate over the last minute, and "
+      "the workers alive\n(seen within their lease). Never prints a "
+      "password.\n",
+      argc, argv, true, false, false, &o);
+  if (p != 0) return p > 0 ? EXIT_OK : EXIT_USAGE;
+  char err[1024];
+  if (wp__pg_status(o.db, o.queue, stdout, err, sizeof err) != 0) {
+    fprintf(stderr, "wpool status: %s\n", err);
+    return EXIT_USAGE;
+  }
+  return EXIT_OK;
 }

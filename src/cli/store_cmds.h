@@ -9,5 +9,8 @@
 #define WPOOL_CLI_STORE_CMDS_H
 
 int wp__cmd_results(int argc, char **argv);
+int wp__cmd_migrate(int argc, char **argv);
+int wp__cmd_enqueue(int argc, char **argv);
+int wp__cmd_status(int argc, char **argv);
 
 #endif

@@ -22,6 +22,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "cli/parse.h" /* wp__outrec: the record every output format prints */
 
@@ -138,5 +139,106 @@ void wp__state_close(wp__state *s);
 typedef int (*wp__result_cb)(const wp__outrec *r, void *userdata);
 int wp__state_results(const char *path, wp__result_cb cb, void *userdata,
                       char *err, size_t errlen);
+
+/* ---- PostgreSQL: a queue shared by many workers ------------------------ */
+
+typedef struct wp__pg wp__pg;
+
+/* The connection string: conninfo if not NULL, else $WPOOL_DATABASE_URL,
+ * else "" (libpq's PG* variables). */
+const char *wp__pg_conninfo(const char *conninfo);
+
+/* Replaces every occurrence of conninfo's password in msg (in place) with
+ * "***": for any message that may quote a connection string. */
+void wp__pg_redact(char *msg, const char *conninfo);
+
+/* Connects. Returns 0, or -1 with a message (never holding the password). */
+int wp__pg_connect(const char *conninfo, wp__pg **out, char *err,
+                   size_t errlen);
+void wp__pg_close(wp__pg *pg);
+
+/* The schema version this wpool needs. */
+#define WP__PG_SCHEMA 1
+
+/* Applies every migration missing (in one transaction each, under an
+ * advisory lock: concurrent runs are safe and idempotent). *from and *to:
+ * the versions before and after. */
+int wp__pg_migrate(wp__pg *pg, int *from, int *to, char *err, size_t errlen);
+
+/* 0 if the schema is the one this wpool needs; else -1 with a message that
+ * says what to run. */
+int wp__pg_check_schema(wp__pg *pg, char *err, size_t errlen);
+
+/* Enqueue in batches: begin, lines, commit (each batch its own transaction,
+ * with COPY; memory stays bounded by a batch's send buffer). commit NOTIFYs
+ * idle workers. */
+int wp__pg_enqueue_begin(wp__pg *pg, const char *queue, char *err,
+                         size_t errlen);
+int wp__pg_enqueue_line(wp__pg *pg, const char *url, size_t len,
+                        const char *bad, char *err, size_t errlen);
+int wp__pg_enqueue_commit(wp__pg *pg, char *err, size_t errlen);
+
+/* Claims up to max available jobs of queue whose run-at has come
+ * (FOR UPDATE SKIP LOCKED), leased to worker for lease_ns; cb gets each
+ * (the row's memory is valid during the call). Returns how many, or -1. */
+typedef int (*wp__qjob_cb)(const wp__qjob *j, void *userdata);
+int wp__pg_claim(wp__pg *pg, const char *queue, const char *worker,
+                 int64_t lease_ns, unsigned max, wp__qjob_cb cb, void *userdata,
+                 char *err, size_t errlen);
+
+/* How a claimed job ends. */
+enum {
+  WP__Q_RELEASE = 0, /* not run (or canceled): available again, the claim
+                        not counted as an attempt */
+  WP__Q_RETRY,       /* failed, retryable: available again at now + delay */
+  WP__Q_DONE,        /* final: ok or failed */
+};
+
+typedef struct wp__qdone {
+  int64_t id;
+  int kind;
+  int64_t delay_ns;  /* WP__Q_RETRY */
+  unsigned attempts; /* WP__Q_RETRY: claims so far (for the backoff) */
+  bool ok;
+  int status;      /* -1: none */
+  char error[256]; /* "" for none; printable ASCII (see wp__pg_finish) */
+  double elapsed_ms;
+  uint64_t bytes;
+} wp__qdone;
+
+/* Records a batch of ends in one statement, for jobs still leased to worker
+ * (a job whose lease expired and that another worker took is left alone:
+ * that is the at-least-once case). Returns 0 or -1. */
+int wp__pg_finish(wp__pg *pg, const char *worker, const wp__qdone *d, size_t n,
+                  char *err, size_t errlen);
+
+/* The heartbeat: renews the leases of worker's running jobs, marks the
+ * worker alive, and takes back every job whose lease expired (any worker);
+ * *reaped gets how many (they are NOTIFYed). */
+int wp__pg_heartbeat(wp__pg *pg, const char *worker, const char *queue,
+                     int64_t lease_ns, long *reaped, char *err, size_t errlen);
+
+/* The worker is gone: releases whatever it still holds, deletes its row. */
+int wp__pg_unregister(wp__pg *pg, const char *worker, char *err, size_t errlen);
+
+/* LISTEN for new jobs, then wait: returns 1 when notified, 0 when
+ * timeout_ns passed or wakefd became readable, -1 on a connection error. */
+int wp__pg_listen(wp__pg *pg, char *err, size_t errlen);
+int wp__pg_wait(wp__pg *pg, int wakefd, int64_t timeout_ns);
+
+/* The queue now: jobs available now, waiting for a later run-at, running;
+ * *next_due_ns: time until the earliest waiting one (INT64_MAX: none). */
+int wp__pg_queue_counts(wp__pg *pg, const char *queue, int64_t *ready,
+                        int64_t *waiting, int64_t *running,
+                        int64_t *next_due_ns, char *err, size_t errlen);
+
+/* Every final result (of queue, or of all queues when NULL), in ID order,
+ * each once; streamed. */
+int wp__pg_results(const char *conninfo, const char *queue, wp__result_cb cb,
+                   void *userdata, char *err, size_t errlen);
+
+/* Prints jobs by state, workers alive, the rate over the last minute. */
+int wp__pg_status(const char *conninfo, const char *queue, FILE *out, char *err,
+                  size_t errlen);
 
 #endif

@@ -8,7 +8,9 @@ Each top-level `def test_<name>(` is one CTest test. Helpers: harness.py.
 """
 import os
 import random
+import shutil
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -20,6 +22,123 @@ import harness as h  # noqa: E402
 from harness import (Background, Server, check, check_ids,  # noqa: E402
                      check_jsonl_record, eq, fail, note, parse_csv, parse_jsonl,
                      run_wpool, wait_until, write_file)
+
+
+PG_BIN = os.environ.get("WPOOL_PG_BIN", "/usr/lib/postgresql/15/bin")
+
+
+def _free_port():
+    with socket.socket() as so:
+        so.bind(("127.0.0.1", 0))
+        return so.getsockname()[1]
+
+
+class PgServer:
+    """A PostgreSQL server of our own: a data folder copied from a template
+    that initdb made once per build (initdb is slow on a busy machine), its
+    own loopback port and socket folder, run as the postgres user when we
+    are root; stopped (and the folder removed) on exit, also on failure."""
+
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="wpool-pg-")
+        self.data = os.path.join(self.dir, "data")
+        self.port = _free_port()
+        self.proc = None
+        self._log = open(os.path.join(self.dir, "log"), "wb")
+        self.user = {}
+        if os.geteuid() == 0:
+            import pwd
+            pw = pwd.getpwnam("postgres")
+            self.user = {"user": pw.pw_uid, "group": pw.pw_gid, "extra_groups": []}
+        try:
+            self._copy_template()
+            self.proc = subprocess.Popen([
+                os.path.join(PG_BIN, "postgres"), "-D", self.data, "-p", str(self.port),
+                "-k", self.dir, "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off",
+                "-c", "max_connections=200", "-c", "shared_buffers=64MB"],
+                stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log,
+                start_new_session=True, **self.user)
+            self.url = "postgresql://postgres@127.0.0.1:%d/postgres" % self.port
+            wait_until(self._ready, 60 * h.SLOW, "PostgreSQL to accept connections")
+        except BaseException:
+            self.stop()
+            raise
+
+    def _chown(self, path):
+        if self.user:
+            os.chown(path, self.user["user"], self.user["group"])
+
+    def _copy_template(self):
+        import fcntl
+        tpl = os.path.join(os.path.dirname(h.WPOOL), "pg-template")
+        with open(tpl + ".lock", "w") as lk:
+            fcntl.flock(lk, fcntl.LOCK_EX)
+            if not os.path.exists(os.path.join(tpl, "PG_VERSION")):
+                shutil.rmtree(tpl, ignore_errors=True)
+                work = tempfile.mkdtemp(prefix="wpool-pg-initdb-")
+                self._chown(work)
+                try:
+                    r = subprocess.run([
+                        os.path.join(PG_BIN, "initdb"), "-D", os.path.join(work, "data"),
+                        "-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-sync",
+                        "--locale=C"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                        timeout=300 * h.SLOW, **self.user)
+                    check(r.returncode == 0, "initdb failed: %s"
+                          % r.stdout[-2000:].decode("utf-8", "replace"))
+                    shutil.copytree(os.path.join(work, "data"), tpl, symlinks=True)
+                finally:
+                    shutil.rmtree(work, ignore_errors=True)
+        shutil.copytree(tpl, self.data, symlinks=True)
+        os.chmod(self.data, 0o700)
+        for root, dirs, files in os.walk(self.dir):
+            self._chown(root)
+            for f in files:
+                self._chown(os.path.join(root, f))
+
+    def _ready(self):
+        check(self.proc.poll() is None, "postgres exited: %s" % self.log_text()[-2000:])
+        try:
+            socket.create_connection(("127.0.0.1", self.port), 1).close()
+        except OSError:
+            return False
+        r = subprocess.run([os.path.join(PG_BIN, "pg_isready"), "-h", "127.0.0.1",
+                            "-p", str(self.port), "-U", "postgres"],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        return r.returncode == 0
+
+    def log_text(self):
+        try:
+            with open(os.path.join(self.dir, "log"), "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except OSError:
+            return ""
+
+    def sql(self, q):
+        """Runs q with psql; returns the rows as lists of strings."""
+        r = subprocess.run([os.path.join(PG_BIN, "psql"), "-X", "-q", "-A", "-t", "-F", "\t",
+                            "-v", "ON_ERROR_STOP=1", "-d", self.url, "-c", q],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=60 * h.SLOW)
+        check(r.returncode == 0, "psql %r: %s" % (q, r.stderr.decode("utf-8", "replace")))
+        out = r.stdout.decode()
+        return [ln.split("\t") for ln in out.splitlines() if ln]
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)  # fast shutdown
+            try:
+                self.proc.wait(60 * h.SLOW)
+            except subprocess.TimeoutExpired:
+                h._kill_group(self.proc)
+                self.proc.wait()
+        self._log.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+        return False
 
 
 def _tmpdir():
@@ -204,6 +323,273 @@ def test_state_file_that_is_not_a_state():
         check(b"not a wpool state file" in r.err, "clear error: %r" % r.err)
         r = wpool(["results", "--state", os.path.join(d, "missing.db")])
         eq(r.rc, 2, "a missing state (%r)" % r)
+
+
+# ---- PostgreSQL -------------------------------------------------------------
+
+class Worker:
+    """`wpool work` in the background; stderr to a file."""
+
+    def __init__(self, args):
+        self.args = ["work"] + [str(a) for a in args]
+        self._err = tempfile.TemporaryFile()
+        self.proc = subprocess.Popen([h.WPOOL] + self.args, stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.DEVNULL, stderr=self._err,
+                                     start_new_session=True)
+        self.pid = self.proc.pid
+
+    def err(self):
+        self._err.seek(0)
+        return self._err.read()
+
+    def kill(self):
+        h._kill_group(self.proc)
+
+    def finish(self, timeout):
+        try:
+            self.proc.wait(timeout * h.SLOW)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            self.proc.wait()
+            fail("wpool %s did not exit within %d s: %s" % (
+                " ".join(self.args), timeout * h.SLOW, self.err()[-2000:].decode("utf-8", "replace")))
+        e = self.err()
+        h.check_no_sanitizer_report(e)
+        self._err.close()
+        return self.proc.returncode, e
+
+
+def _pg_queue(pg, srv, paths, d, queue="default"):
+    """migrate + enqueue the URLs of paths; returns the URLs (ID order)."""
+    r = wpool(["migrate", "--db", pg.url])
+    eq(r.rc, 0, "migrate (%r)" % r)
+    urls = [srv.url(p) for p in paths]
+    r = wpool(["enqueue", "--db", pg.url, "--queue", queue, write_file(urls, dir=d)])
+    eq(r.rc, 0, "enqueue (%r)" % r)
+    eq(r.out, ("enqueued %d jobs into queue '%s'\n" % (len(urls), queue)).encode(), "enqueue says how many")
+    return urls
+
+
+def _states(pg):
+    return {int(i): (int(st), int(a)) for i, st, a in pg.sql("SELECT id, state, attempts FROM wpool_jobs")}
+
+
+def test_pg_migrate_enqueue_work_results_status():
+    with PgServer() as pg, Server() as srv, _tmpdir() as d:
+        inp = write_file([srv.url("/delay/0/x")], dir=d)
+        for cmd in (["enqueue", "--db", pg.url, inp], ["status", "--db", pg.url],
+                    ["results", "--db", pg.url], ["work", "--db", pg.url]):
+            r = wpool(cmd)
+            eq(r.rc, 2, "%s before migrate (%r)" % (cmd[0], r))
+            check(b"run 'wpool migrate" in r.err, "%s says what to run: %r" % (cmd[0], r.err))
+        r = wpool(["migrate", "--db", pg.url])
+        eq((r.rc, r.out), (0, b"schema version 0 -> 1\n"), "first migrate (%r)" % r)
+        r = wpool(["migrate", "--db", pg.url])
+        eq((r.rc, r.out), (0, b"schema version 1: up to date\n"), "migrate again: idempotent")
+        paths = ["/delay/%d/m%d" % (i % 7, i) for i in range(1, 151)]
+        urls = [srv.url(p) for p in paths] + ["not a url"]
+        r = wpool(["enqueue", "--db", pg.url, "--batch", "40", write_file(urls, dir=d)])
+        eq(r.out, b"enqueued 151 jobs into queue 'default'\n", "enqueue (%r)" % r)
+        env = dict(os.environ, WPOOL_DATABASE_URL=pg.url)  # the URL from the environment
+        r = wpool(["work", "-w", 8, "--exit-when-empty"], env=env, timeout=120)
+        eq(r.rc, 0, "work (%r)" % r)
+        res = parse_jsonl(results_db(pg.url, "jsonl").out)
+        for x in res:
+            check_jsonl_record(x)
+        byid = check_ids(res, 151, "wpool results --db")
+        eq([x["id"] for x in res], sorted(byid), "results in ID order")
+        for i, u in enumerate(urls, 1):
+            eq(byid[i]["url"], u, "url of job %d" % i)
+            eq(byid[i]["ok"], i <= 150, "ok of job %d" % i)
+        check("not an http(s) URL" in byid[151]["error"], "the bad line's error: %r" % byid[151])
+        counts = srv.stats()["paths"]
+        for p in paths:
+            eq(counts.get(p), 1, "requests for %s" % p)
+        rows = parse_csv(results_db(pg.url, "csv").out)[1]
+        eq(len(rows), 151, "csv rows")
+        # status: by state, and never the password.
+        pw_url = "postgresql://postgres:Sekr1t-pw@127.0.0.1:%d/postgres" % pg.port
+        r = wpool(["status", "--db", pw_url])
+        eq(r.rc, 0, "status (%r)" % r)
+        out = r.out.decode()
+        check("queue default: 0 available, 0 waiting for a retry, 0 running, 150 completed, 1 failed" in out,
+              "status counts: %r" % out)
+        check("workers alive:" in out and "jobs/s over the last minute" in out, "status: %r" % out)
+        bad = "postgresql://postgres:Sekr1t-pw@127.0.0.1:%d/postgres" % _free_port()
+        for cmd in (["status", "--db", bad], ["results", "--db", bad], ["migrate", "--db", bad],
+                    ["work", "--db", bad], ["enqueue", "--db", bad, inp]):
+            r = wpool(cmd)
+            eq(r.rc, 2, "%s on a dead port (%r)" % (cmd[0], r))
+            check(b"Sekr1t" not in r.err + r.out, "%s prints the password: %r" % (cmd[0], r.err))
+            check(b"PostgreSQL" in r.err, "%s says what failed: %r" % (cmd[0], r.err))
+
+
+def results_db(url, fmt):
+    r = wpool(["results", "--db", url, "--format", fmt])
+    eq(r.rc, 0, "wpool results --db (%r)" % r)
+    return r
+
+
+def test_pg_three_workers_one_killed_minus_9():
+    """One of three workers is killed with -9 mid-run: every job ends
+    completed, and only jobs the killed worker held ran twice."""
+    n = 120
+    lease = 2 * h.SLOW
+    with PgServer() as pg, Server() as srv, _tmpdir() as d:
+        rng = random.Random()
+        paths = ["/delay/%d/k%d" % (rng.randrange(100, 300), i) for i in range(1, n + 1)]
+        _pg_queue(pg, srv, paths, d)
+        args = ["--db", pg.url, "-w", 4, "--batch", 4, "--lease", "%ds" % lease,
+                "--renew", "300ms", "--exit-when-empty"]
+        ws = [Worker(args) for _ in range(3)]
+        victim = ws[0]
+
+        def victim_busy():
+            check(victim.proc.poll() is None, "the victim exited before the kill: %r" % victim.err())
+            done, held = pg.sql("SELECT count(*) FILTER (WHERE state = 2), count(*) FILTER"
+                                " (WHERE state = 1 AND worker LIKE '%%:%d:%%') FROM wpool_jobs"
+                                % victim.pid)[0]
+            return int(done) >= 10 and int(held) > 0
+
+        wait_until(victim_busy, 60 * h.SLOW, "jobs done, the victim holding jobs")
+        victim.kill()
+        victim.proc.wait()
+        # What it held when it died (its lease cannot have run out yet).
+        held = {int(r[0]) for r in pg.sql(
+            "SELECT id FROM wpool_jobs WHERE state = 1 AND worker LIKE '%%:%d:%%'" % victim.pid)}
+        check(held, "the killed worker held jobs")
+        for w in ws[1:]:
+            rc, err = w.finish(180)
+            eq(rc, 0, "a surviving worker's exit (%r)" % err[-500:])
+        st = _states(pg)
+        eq(len(st), n, "jobs in the queue")
+        bad = {i: s for i, s in st.items() if s[0] != 2}
+        eq(bad, {}, "jobs not completed")
+        counts = srv.stats()["paths"]
+        twice = {i for i, p in enumerate(paths, 1) if counts.get(p, 0) > 1}
+        check(twice <= held, "jobs run twice %r are not all among those the killed worker held %r"
+              % (sorted(twice - held), sorted(held)))
+        check(all(counts.get(p, 0) >= 1 for p in paths), "every job ran")
+        note("killed worker held %d jobs; %d ran twice" % (len(held), len(twice)))
+        check(not any(st[i][1] > 2 for i in st), "attempts: at most a claim lost and one more")
+
+
+def test_pg_eight_workers_no_job_runs_in_two_places():
+    n = 240
+    with PgServer() as pg, Server() as srv, _tmpdir() as d:
+        paths = ["/delay/%d/c%d" % (5 + i % 20, i) for i in range(1, n + 1)]
+        _pg_queue(pg, srv, paths, d)
+        ws = [Worker(["--db", pg.url, "-w", 4, "--batch", 4, "--exit-when-empty"]) for _ in range(8)]
+        for w in ws:
+            rc, err = w.finish(180)
+            eq(rc, 0, "worker exit (%r)" % err[-500:])
+        stats = srv.stats()
+        eq(stats["path_max_concurrent"], {}, "paths requested concurrently")
+        for p in paths:
+            eq(stats["paths"].get(p), 1, "requests for %s" % p)
+        eq(set(s for s, _ in _states(pg).values()), {2}, "every job completed")
+
+
+def test_pg_graceful_stop_releases_unstarted_claims():
+    n = 20
+    with PgServer() as pg, Server() as srv, _tmpdir() as d:
+        paths = ["/delay/1500/g%d" % i for i in range(1, n + 1)]
+        _pg_queue(pg, srv, paths, d)
+        # First SIGINT: the 2 running finish, the 18 claimed are released.
+        w = Worker(["--db", pg.url, "-w", 2, "--batch", 20])
+        wait_until(lambda: int(pg.sql("SELECT count(*) FROM wpool_jobs WHERE state = 1")[0][0]) == n
+                   and srv.stats()["in_flight"] == 2, 30 * h.SLOW, "20 claimed, 2 running")
+        w.proc.send_signal(signal.SIGINT)
+        rc, err = w.finish(60)
+        eq(rc, 130, "exit after SIGINT (%r)" % err[-500:])
+        st = _states(pg)
+        done = [i for i, s in st.items() if s[0] == 2]
+        eq(len(done), 2, "the running jobs completed")
+        eq(sorted(s for i, s in st.items() if s[0] != 2), [(0, 0)] * (n - 2),
+           "the unstarted claims are available again, their claim not counted")
+        eq(srv.stats()["total_requests"], 2, "requests")
+        eq(pg.sql("SELECT count(*) FROM wpool_workers")[0][0], "0", "the worker unregistered")
+        # Second SIGINT: running jobs are canceled and released too.
+        w = Worker(["--db", pg.url, "-w", 2, "--batch", 20])
+        wait_until(lambda: srv.stats()["in_flight"] == 2, 30 * h.SLOW, "2 running again")
+        w.proc.send_signal(signal.SIGINT)
+        wait_until(lambda: int(pg.sql("SELECT count(*) FROM wpool_jobs WHERE state = 1")[0][0]) == 2,
+                   30 * h.SLOW, "the unstarted ones released after the first SIGINT")
+        w.proc.send_signal(signal.SIGINT)
+        rc, err = w.finish(30)
+        eq(rc, 130, "exit after two SIGINTs (%r)" % err[-500:])
+        st = _states(pg)
+        eq(sorted(s for i, s in st.items() if s[0] != 2), [(0, 0)] * (n - 2),
+           "canceled and unstarted jobs all available again")
+
+
+def test_pg_retries_survive_a_restart_of_every_worker():
+    n = 12
+    with PgServer() as pg, Server() as srv, _tmpdir() as d:
+        paths = ["/flaky/r%d/2" % i for i in range(1, n + 1)]  # 503, 503, then 200
+        _pg_queue(pg, srv, paths, d)
+        args = ["--db", pg.url, "-w", 4, "-r", 3, "--backoff", "3s,3s"]
+        w = Worker(args)
+        # Every job failed at least once; most wait for a retry in the queue.
+        wait_until(lambda: pg.sql("SELECT count(*) FILTER (WHERE attempts = 0) = 0 AND count(*)"
+                                  " FILTER (WHERE state = 0 AND attempts >= 1) >= %d"
+                                  " FROM wpool_jobs" % (n // 2))[0] == ["t"]
+                   or w.proc.poll() is not None, 30 * h.SLOW, "every job tried, most waiting for a retry")
+        w.proc.send_signal(signal.SIGINT)
+        rc, err = w.finish(30)
+        eq(rc, 130, "first worker stopped (%r)" % err[-500:])
+        st = _states(pg)
+        # Waiting for a retry in the queue (a job whose jittered backoff
+        # was short may have made its second attempt before the stop).
+        waiting = [s for s in st.values() if s[0] == 0]
+        check(len(waiting) >= n // 2 and all(a in (1, 2) for _, a in waiting)
+              and all(s in ((0, 1), (0, 2), (2, 3)) for s in st.values()),
+              "after the stop: jobs waiting for a retry with their attempts: %r" % sorted(st.values()))
+        w = Worker(args + ["--exit-when-empty"])
+        rc, err = w.finish(120)
+        eq(rc, 0, "the second worker (%r)" % err[-500:])
+        eq(sorted(st for st in _states(pg).values()), [(2, 3)] * n,
+           "completed at the third attempt: the attempt count survived the restart")
+        eq(srv.stats()["flaky"], {"r%d" % i: 3 for i in range(1, n + 1)}, "requests per job")
+        res = check_ids(parse_jsonl(results_db(pg.url, "jsonl").out), n)
+        eq({r["attempts"] for r in res.values()}, {3}, "attempts in the results")
+
+
+def test_pg_enqueue_a_million_urls_with_flat_memory():
+    """Plain build only: under ASan/TSan the resident size measures the
+    sanitizer's shadow memory and allocator, not ours, and a million rows
+    take minutes there; the code path is the same one the other PostgreSQL
+    tests run in every build."""
+    if h.FLAVOUR != "plain":
+        note("skipped under %s (see the docstring)" % h.FLAVOUR)
+        return
+    with PgServer() as pg, _tmpdir() as d:
+        eq(wpool(["migrate", "--db", pg.url]).rc, 0, "migrate")
+
+        def maxrss_kb(n):
+            path = os.path.join(d, "u%d.txt" % n)
+            with open(path, "w") as f:
+                for i in range(n):
+                    f.write("http://127.0.0.1:9/some/longer/path/to/make/lines/realistic/%d\n" % i)
+            pid = os.fork()
+            if pid == 0:
+                try:
+                    fd = os.open(os.devnull, os.O_WRONLY)
+                    os.dup2(fd, 1)
+                    os.execv(h.WPOOL, [h.WPOOL, "enqueue", "--db", pg.url, "--queue", "q%d" % n, path])
+                finally:
+                    os._exit(127)
+            _, status, ru = os.wait4(pid, 0)
+            eq(os.waitstatus_to_exitcode(status), 0, "enqueue of %d URLs" % n)
+            eq(pg.sql("SELECT count(*) FROM wpool_jobs WHERE queue = 'q%d'" % n)[0][0], str(n),
+               "rows enqueued")
+            os.unlink(path)
+            return ru.ru_maxrss
+
+        small = maxrss_kb(10000)
+        big = maxrss_kb(1000000)
+        note("enqueue max RSS: %d KiB for 10,000 URLs, %d KiB for 1,000,000" % (small, big))
+        check(big <= small + 2048, "memory grew with the input: %d KiB vs %d KiB" % (big, small))
 
 
 if __name__ == "__main__":
