@@ -592,10 +592,14 @@ int wp__pg_heartbeat(wp__pg *pg, const char *worker, const char *queue,
   gethostname(host, sizeof host - 1);
   snprintf(pid, sizeof pid, "%ld", (long)getpid());
   const char *p2[2] = {worker, lease};
+  /* The renewal and the take-back never wait for a row lock (SKIP LOCKED):
+   * a row locked now is being finished, and a statement that waits while
+   * holding other rows could deadlock with a finish of another order. */
   PGresult *r = PQexecParams(
       pg->c,
       "UPDATE wpool_jobs SET lease_until = now() + $2::float8 * interval '1 "
-      "second' WHERE worker = $1 AND state = 1",
+      "second' WHERE id IN (SELECT id FROM wpool_jobs WHERE worker = $1"
+      " AND state = 1 FOR UPDATE SKIP LOCKED)",
       2, NULL, p2, NULL, NULL, 0);
   if (PQresultStatus(r) != PGRES_COMMAND_OK) goto fail;
   PQclear(r);
@@ -612,7 +616,8 @@ int wp__pg_heartbeat(wp__pg *pg, const char *worker, const char *queue,
   r = PQexec(pg->c,
              "WITH t AS (UPDATE wpool_jobs SET state = 0, worker = NULL,"
              " lease_until = NULL, run_at = now()"
-             " WHERE state = 1 AND lease_until < now() RETURNING 1)"
+             " WHERE id IN (SELECT id FROM wpool_jobs WHERE state = 1"
+             " AND lease_until < now() FOR UPDATE SKIP LOCKED) RETURNING 1)"
              " SELECT count(*) FROM t");
   if (PQresultStatus(r) != PGRES_TUPLES_OK) goto fail;
   *reaped = strtol(PQgetvalue(r, 0, 0), NULL, 10);

@@ -168,13 +168,18 @@ static void *completer(void *arg) {
 static void *heartbeat(void *arg) {
   wp__qrunner *r = arg;
   char err[512];
+  int misses = 0;
   for (;;) {
     if (wp_ctx_wait(r->end_ctx, wp_now_ns() + r->cfg.renew_ns) != WP_EAGAIN)
       break;
     long reaped = 0;
     if (wp__pg_heartbeat(r->beat, r->worker, r->queue, r->cfg.lease_ns, &reaped,
-                         err, sizeof err) != 0) {
-      /* A missed renewal is not fatal until the lease runs out; say it. */
+                         err, sizeof err) == 0) {
+      misses = 0;
+    } else if (++misses == 3) {
+      /* One missed renewal does no harm (a lease outlasts three renewal
+       * intervals); three in a row put the leases at risk: stop claiming
+       * and say why. */
       set_error(r, err);
       wp__qrunner_stop(r);
       break;
