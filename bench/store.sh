@@ -6,6 +6,7 @@
 #   sh bench/store.sh
 #
 # Environment (all optional):
+#   QUICK=1      20,000 jobs, 1 run each (bench/durable.sh passes it on)
 #   NJOBS=n      jobs per run (default 200000)
 #   PROCS="..."  worker process counts (default "1 2 4")
 #   THREADS=n    task threads per process (default 1)
@@ -24,6 +25,10 @@
 set -eu
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
+if [ "${QUICK:-0}" = 1 ]; then
+  NJOBS=${NJOBS:-20000}
+  REPS=${REPS:-1}
+fi
 NJOBS=${NJOBS:-200000}
 PROCS=${PROCS:-"1 2 4"}
 THREADS=${THREADS:-1}
