@@ -80,15 +80,15 @@ void wp__pg_redact(char *msg, const char *conninfo) {
   }
   size_t pl = pw ? strlen(pw) : 0;
   if (pl > 0) {
-    char *hit;
-    while ((hit = strstr(msg, pw)) != NULL) {
+    /* Searched from past each replacement: a password that is itself
+     * made of '*' must not be found again in its own mask. */
+    char *from = msg, *hit;
+    while ((hit = strstr(from, pw)) != NULL) {
       size_t tail = strlen(hit + pl);
-      if (pl >= 3) {
-        memcpy(hit, "***", 3);
-        memmove(hit + 3, hit + pl, tail + 1);
-      } else {
-        memset(hit, '*', pl);
-      }
+      size_t masked = pl >= 3 ? 3 : pl;
+      memset(hit, '*', masked);
+      memmove(hit + masked, hit + pl, tail + 1);
+      from = hit + masked;
     }
   }
   PQconninfoFree(opts);

@@ -92,7 +92,9 @@ static void copy_error(char *dst, size_t n, const char *src) {
   size_t o = 0;
   for (; src && *src && o + 1 < n; src++) {
     unsigned char c = (unsigned char)*src;
-    dst[o++] = c >= 0x20 && c < 0x7f ? (char)c : '?';
+    char ch = *src;
+    if (c < 0x20 || c >= 0x7f) ch = '?';
+    dst[o++] = ch;
   }
   dst[o] = '\0';
 }

@@ -91,6 +91,22 @@ TEST(decode_result_bad_rows_name_the_column) {
   ASSERT_EQ(wp__store_decode_result(short_row, 1, &r, err, sizeof err), -1);
 }
 
+/* The password never survives in a message, and one made of the mask's own
+ * character ends (it used to be found again in its mask, forever). */
+TEST(pg_redact_masks_every_occurrence_and_ends) {
+  char msg[128];
+  strcpy(msg, "auth failed for s3cret (s3cret)");
+  wp__pg_redact(msg, "postgresql://u:s3cret@127.0.0.1:5/db");
+  ASSERT(strstr(msg, "s3cret") == NULL);
+  ASSERT_EQ(strcmp(msg, "auth failed for *** (***)"), 0);
+  strcpy(msg, "pw *** and ** end");
+  wp__pg_redact(msg, "postgresql://u:***@127.0.0.1:5/db");
+  ASSERT_EQ(strcmp(msg, "pw *** and ** end"), 0);
+  strcpy(msg, "x * y");
+  wp__pg_redact(msg, "postgresql://u:*@127.0.0.1:5/db");
+  ASSERT_EQ(strcmp(msg, "x * y"), 0);
+}
+
 TEST(decode_qjob) {
   wp__col ok[] = {C("42"), C("http://h/p"), NUL, C("3")};
   wp__qjob j;
