@@ -289,13 +289,13 @@ static void key_remove(wp_pool *p, keyslot *k) {
   }
 }
 
-/* j's attempt ended: its key has a free slot, which the first job set
- * aside for the key (if any) gets: it goes to the front of the queue. */
-static void key_release_locked(wp_pool *p, wp_job *j) {
-  keyslot *k = key_get(p, j->key);
-  if (k->running > 0) k->running--;
-  wp_job *next = k->head;
-  if (next) {
+/* If k has a free slot, the first job set aside for it (if any) gets it: it
+ * goes to the front of the queue. A key with nothing running or waiting
+ * leaves the table. */
+static void key_kick_locked(wp_pool *p, keyslot *k) {
+  wp_job *next = NULL;
+  if (k->running < p->cfg.limits.per_key && k->head) {
+    next = k->head;
     k->head = next->next;
     if (!k->head) k->tail = NULL;
     next->next = NULL;
@@ -306,6 +306,13 @@ static void key_release_locked(wp_pool *p, wp_job *j) {
     ring_push_front(p, next);
     wake_one_locked(p);
   }
+}
+
+/* j's attempt ended: its key has a free slot. */
+static void key_release_locked(wp_pool *p, wp_job *j) {
+  keyslot *k = key_get(p, j->key);
+  if (k->running > 0) k->running--;
+  key_kick_locked(p, k);
 }
 
 /* A job entered the ring: wake one sleeping task worker or one armed driver,
@@ -487,6 +494,10 @@ static int take_locked(wp_pool *p, wp_worker *w, wp_job **jobs, size_t max,
       j->next = w->expired;
       w->expired = j;
       p->taken++;
+      /* It may have been given its key's free slot (key_kick_locked) and
+       * will not run: pass the slot on, or the next job set aside for the
+       * key would wait forever. */
+      if (per_key) key_kick_locked(p, key_get(p, j->key));
       continue;
     }
     if (per_key) {
@@ -677,11 +688,10 @@ int wp_worker_arm(wp_worker *w, int64_t *next_due) {
   return rc;
 }
 
-/* A taken job (j->due_ns set) goes into the timer queue. Guarantee 5: not
- * the bounded queue; it stays outstanding (its slot is held), so submit
- * cannot overflow. Caller holds mu. */
+/* A job (j->due_ns set, no longer counted as taken) goes into the timer
+ * queue. Guarantee 5: not the bounded queue; it stays outstanding (its slot
+ * is held), so submit cannot overflow. Caller holds mu. */
 static void schedule_locked(wp_pool *p, wp_job *j) {
-  p->taken--;
   heap_push(p, j);
   if (p->heap[0] == j) {
     if (p->idle > p->wakes_pending) {
@@ -730,6 +740,9 @@ static void deliver_expired(wp_pool *p, wp_worker *w) {
   }
   flush_results(p, w);
   pthread_mutex_lock(&p->mu);
+  /* Their slots go back now: the caller may sleep next, and a submitter
+   * waiting for a slot must not wait for this worker's next take. */
+  release_done_locked(p, w);
 }
 
 /* started: the attempt ran (false: taken, then canceled before it began). */
@@ -759,6 +772,7 @@ static void finish(wp_worker *w, wp_job *j, int err, bool started) {
     pthread_mutex_lock(&p->mu);
     if (p->cfg.limits.per_key) key_release_locked(p, j);
     if (retry && !p->canceling) {
+      p->taken--;
       p->retries++;
       wp_counter_add(p->metrics.retries, 1);
       schedule_locked(p, j);
@@ -1065,7 +1079,6 @@ static int submit(wp_pool *p, uint64_t id, void *arg, wp_ctx *ctx, bool wait,
       if (due_ns > 0 && due_ns > wp_now_ns()) {
         /* A resumed retry: into the timer queue like any retry. */
         j->due_ns = due_ns;
-        p->taken++; /* schedule_locked counts it out of the taken jobs */
         schedule_locked(p, j);
       } else {
         ring_push(p, j);
@@ -1178,19 +1191,15 @@ int wp_pool_shutdown_now(wp_pool *p, wp_ctx *ctx) {
   if (!p) return WP_EINVAL;
   wp_job *victims = NULL;
   unsigned n = 0;
-  /* Closed before anything else: canceling below lets running jobs end and
-   * free their slots, and a submitter waiting for one must then see
-   * WP_ECLOSED, not slip a job in. */
+  /* One critical section closes the pool and takes every job not running:
+   * a submitter waiting for a slot (freed when running jobs end on the
+   * cancel below) must see WP_ECLOSED, and no worker may find a queued job
+   * to start in between. */
   pthread_mutex_lock(&p->mu);
   p->closed = true;
-  pthread_cond_broadcast(&p->space_cv);
-  pthread_mutex_unlock(&p->mu);
-  /* Cancel before stealing: a driver woken below must already see its
-   * context ended, or it could finish its jobs as if nothing happened. */
-  wp_ctx_cancel(p->root);
-  pthread_mutex_lock(&p->mu);
   atomic_store(&p->stop, true);
-  if (!p->canceling) {
+  bool first = !p->canceling;
+  if (first) {
     p->canceling = true;
     while (p->ring_len > 0) {
       wp_job *j = ring_pop(p);
@@ -1219,8 +1228,14 @@ int wp_pool_shutdown_now(wp_pool *p, wp_ctx *ctx) {
       }
       k->tail = NULL;
     }
-    wake_all_locked(p);
   }
+  pthread_cond_broadcast(&p->space_cv);
+  pthread_mutex_unlock(&p->mu);
+  /* Cancel before waking: a driver woken below must already see its
+   * context ended, or it could finish its jobs as if nothing happened. */
+  wp_ctx_cancel(p->root);
+  pthread_mutex_lock(&p->mu);
+  if (first) wake_all_locked(p);
   pthread_mutex_unlock(&p->mu);
 
   if (n > 0) {

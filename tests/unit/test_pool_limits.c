@@ -293,6 +293,125 @@ TEST(shutdown_now_ends_key_waits_at_once) {
   rec_free();
 }
 
+/* A job given its key's free slot but past its deadline when taken ends
+ * without running; the slot must then pass to the next job set aside for
+ * the key (it used to stay unclaimed: that job waited forever and Shutdown
+ * hung). Job 1 fails once while job 2 waits behind it; job 2 (gated) holds
+ * the key while job 1's retry and job 3 are set aside; job 1's deadline
+ * passes; job 2 ends: job 1 expires, job 3 must run. */
+static sem_t started1, fail1, started2;
+static atomic_llong first_start;
+
+static int strand_task(wp_ctx *ctx, wp_job *j, void *ws) {
+  (void)ctx;
+  (void)ws;
+  switch (wp_job_id(j)) {
+    case 1:
+      ASSERT_EQ(wp_job_attempt(j), 1); /* it must expire, not run again */
+      atomic_store(&first_start, wp_now_ns());
+      sem_post(&started1);
+      sem_wait_bounded(&fail1, 120, "the test to let job 1 fail");
+      wp_job_set_retry_after(j, MS);
+      return 9;
+    case 2:
+      sem_post(&started2);
+      wp_ctx_wait(R.gate, INT64_MAX);
+      return 0;
+    default:
+      return 0;
+  }
+}
+
+TEST(expired_job_passes_its_key_slot_on) {
+  rec_reset();
+  ASSERT_EQ(sem_init(&started1, 0, 0), 0);
+  ASSERT_EQ(sem_init(&fail1, 0, 0), 0);
+  ASSERT_EQ(sem_init(&started2, 0, 0), 0);
+  const int64_t timeout = 20 * MS;
+  wp_pool_config cfg = {0};
+  cfg.workers = 2;
+  cfg.max_outstanding = 8;
+  cfg.task = strand_task;
+  cfg.limits.per_key = 1;
+  cfg.limits.key = key_of_arg;
+  cfg.retry.max_attempts = 5;
+  cfg.retry.base_ns = MS;
+  cfg.retry.cap_ns = MS;
+  cfg.job_timeout_ns = timeout;
+  wp_pool *p = make(&cfg);
+  ASSERT_OK(wp_pool_submit(p, 1, (void *)1, NULL));
+  sem_wait_bounded(&started1, 120, "job 1 to start");
+  ASSERT_OK(wp_pool_submit(p, 2, (void *)1, NULL));
+  wp_pool_stats st;
+  wait_stats(p, SIZE_MAX, 1, &st); /* job 2 set aside behind job 1 */
+  sem_post(&fail1);
+  sem_wait_bounded(&started2, 120, "job 2 to take the key");
+  wait_stats(p, SIZE_MAX, 1, &st); /* job 1's retry set aside first */
+  ASSERT_OK(wp_pool_submit(p, 3, (void *)1, NULL));
+  wait_stats(p, SIZE_MAX, 2, &st); /* job 1's retry and job 3 set aside */
+  /* Let job 1's deadline pass (a deadline, not thread coordination). */
+  wp_ctx *past;
+  ASSERT_OK(wp_ctx_with_deadline(NULL, atomic_load(&first_start) + timeout + MS,
+                                 &past));
+  wp_ctx_wait(past, INT64_MAX);
+  wp_ctx_release(past);
+  wp_ctx_cancel(R.gate);
+  wait_results(3, "job 3 after job 1 expired holding the key's slot");
+  ASSERT_OK(wp_pool_shutdown(p, NULL));
+  check_once(3);
+  ASSERT_EQ(atomic_load(&R.err[1]), 9);
+  ASSERT_EQ(atomic_load(&R.attempts[1]), 1);
+  ASSERT_EQ(atomic_load(&R.err[2]), 0);
+  ASSERT_EQ(atomic_load(&R.err[3]), 0);
+  wp_pool_destroy(p);
+  sem_destroy(&started1);
+  sem_destroy(&fail1);
+  sem_destroy(&started2);
+  rec_free();
+}
+
+/* A job that expires while waiting for its rate turn gives its slot back
+ * at once: a submitter blocked at the bound goes on (it used to wait for
+ * the worker's next take, which never came on an idle pool). */
+static int fail_once_soon(wp_ctx *ctx, wp_job *j, void *ws) {
+  (void)ctx;
+  (void)ws;
+  if (wp_job_attempt(j) == 1 && wp_job_id(j) == 1) {
+    wp_job_set_retry_after(j, MS);
+    return 9;
+  }
+  return 0;
+}
+
+TEST(expired_job_gives_its_slot_back_at_once) {
+  rec_reset();
+  wp_pool_config cfg = {0};
+  cfg.workers = 1;
+  cfg.max_outstanding = 1;
+  cfg.task = fail_once_soon;
+  cfg.retry.max_attempts = 5;
+  cfg.retry.base_ns = MS;
+  cfg.retry.cap_ns = MS;
+  /* The retry is due after 1 ms, its turn comes after 200 ms, its
+   * deadline after 50 ms: it expires waiting for its turn. */
+  cfg.limits.rate = 5;
+  cfg.limits.burst = 1;
+  cfg.job_timeout_ns = 50 * MS;
+  wp_pool *p = make(&cfg);
+  ASSERT_OK(wp_pool_submit(p, 1, NULL, NULL));
+  wp_ctx *bounded;
+  ASSERT_OK(wp_ctx_with_timeout(NULL, 60 * SEC, &bounded));
+  ASSERT_OK(wp_pool_submit(p, 2, NULL, bounded)); /* blocks at the bound */
+  wp_ctx_release(bounded);
+  ASSERT_OK(wp_pool_shutdown(p, NULL));
+  check_once(2);
+  ASSERT_EQ(atomic_load(&R.err[1]), 9);
+  ASSERT_EQ(atomic_load(&R.attempts[1]), 1);
+  ASSERT_EQ(atomic_load(&R.err[2]), 0);
+  wp_pool_destroy(p);
+  rec_free();
+}
+
 /* ---- job timeout --------------------------------------------------------- */
 
 static atomic_llong retry_after_ns;
