@@ -64,6 +64,18 @@ int wp_test_thread_count(void) {
   return n;
 }
 
+int wp_test_thread_count_settles(int want) {
+  struct timespec t0, now, ms = {0, 1000000};
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  int n;
+  while ((n = wp_test_thread_count()) != want) {
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    if (now.tv_sec - t0.tv_sec >= 10) break;
+    nanosleep(&ms, NULL);
+  }
+  return n;
+}
+
 double wp_test_scale(void) {
   const char *s = getenv("WP_TEST_SCALE");
   if (!s || !*s) return 1.0;

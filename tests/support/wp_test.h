@@ -27,6 +27,12 @@ int wp_test_main(int argc, char **argv);
 uint64_t wp_test_seed(void);
 /* Number of threads in this process now (from /proc/self/task). */
 int wp_test_thread_count(void);
+/* Waits up to 10 s for the thread count to become `want`, and returns the
+ * last count seen. A joined thread is not gone from /proc at once: the
+ * kernel wakes pthread_join when the thread drops its memory, and unlists
+ * it a moment later (seen once in CI under TSan, after 64 joins). So a test
+ * that checks that no thread is left compares this, never a single read. */
+int wp_test_thread_count_settles(int want);
 /* Scale for repetition counts: 1 normally, smaller under sanitizers only if
  * WP_TEST_SCALE says so. */
 double wp_test_scale(void);

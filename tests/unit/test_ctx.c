@@ -13,7 +13,10 @@
  * themselves, never with sleeps. A thread that must finish is waited for
  * with a bound (thr_join) so that a missed wakeup fails with a message rather
  * than hanging until the CTest timeout; the bound never makes a test pass.
- * The one wait on the clock is wait_thread_count() (see there). Random
+ * The one wait on the clock is wp_test_thread_count_settles(): it observes
+ * an external fact that no API reports (the library's timer thread exits by
+ * itself once no deadline is pending, and an exited thread takes a moment
+ * to leave /proc); it coordinates nothing. Random
  * choices come from wp_test_seed() (printed; replay with WP_TEST_SEED=<n>).
  */
 #include <errno.h>
@@ -1563,21 +1566,6 @@ TEST(ctx_child_creation_races_parent_cancel) {
 /* ---- the timer thread
  * --------------------------------------------------------- */
 
-/* Waits up to 2 s for the process's thread count to become `want`, checking
- * every millisecond. This is the one wait on the clock in these tests, and it
- * coordinates nothing: it observes an external fact that no API reports (the
- * library's timer thread exits by itself once no deadline is pending, a
- * moment after the last one goes, and an exited thread takes a moment to
- * leave /proc). Returns the last count seen. */
-static int wait_thread_count(int want) {
-  int64_t until = wp_now_ns() + 2000 * MS;
-  struct timespec ms = {0, 1000000};
-  int n;
-  while ((n = wp_test_thread_count()) != want && wp_now_ns() < until)
-    nanosleep(&ms, NULL);
-  return n;
-}
-
 static void block_on(void *p) { sem_wait_bounded(p, WATCHDOG_S, "throwaway"); }
 
 /* This process's thread count with no deadline pending. A throwaway thread
@@ -1593,7 +1581,7 @@ static int thread_baseline(void) {
   sem_post(&go);
   thr_join(&t, WATCHDOG_S, "throwaway thread");
   sem_destroy(&go);
-  ASSERT_EQ(wait_thread_count(base), base); /* the throwaway has left */
+  ASSERT_EQ(wp_test_thread_count_settles(base), base); /* the throwaway has left */
   return base;
 }
 
@@ -1620,14 +1608,14 @@ TEST(ctx_timer_thread_lifecycle) {
   wp_ctx_cancel(a);
   ASSERT_EQ(wp_test_thread_count(), base + 1); /* b is pending: stays */
   wp_ctx_cancel(b);
-  ASSERT_EQ(wait_thread_count(base), base); /* nothing pending: goes */
+  ASSERT_EQ(wp_test_thread_count_settles(base), base); /* nothing pending: goes */
   wp_ctx_release(a);
   wp_ctx_release(b);
 
   /* It comes back for a new deadline, and goes once that one fires. */
   ASSERT_OK(wp_ctx_with_timeout(NULL, 2 * MS, &c));
   ASSERT_EQ(wait_in_thread(c), WP_ETIMEDOUT);
-  ASSERT_EQ(wait_thread_count(base), base);
+  ASSERT_EQ(wp_test_thread_count_settles(base), base);
   wp_ctx_release(c);
 
   /* A child's deadline that the parent's cancel ends. */
@@ -1636,14 +1624,14 @@ TEST(ctx_timer_thread_lifecycle) {
   ASSERT_EQ(wp_test_thread_count(), base + 1);
   settle_timer_thread();
   wp_ctx_cancel(a);
-  ASSERT_EQ(wait_thread_count(base), base);
+  ASSERT_EQ(wp_test_thread_count_settles(base), base);
   wp_ctx_release(b);
   wp_ctx_release(a);
 
   /* A past deadline or no deadline (INT64_MAX) has nothing to wait for. */
   ASSERT_OK(wp_ctx_with_deadline(NULL, 0, &a));
   ASSERT_OK(wp_ctx_with_timeout(NULL, INT64_MAX, &b));
-  ASSERT_EQ(wait_thread_count(base), base);
+  ASSERT_EQ(wp_test_thread_count_settles(base), base);
   wp_ctx_release(a);
   wp_ctx_release(b);
 }
@@ -1659,7 +1647,7 @@ TEST(ctx_released_deadline_stops_timer_thread) {
   ASSERT_EQ(wp_test_thread_count(), base + 1);
   settle_timer_thread();
   wp_ctx_release(a);
-  ASSERT_EQ(wait_thread_count(base), base);
+  ASSERT_EQ(wp_test_thread_count_settles(base), base);
 }
 
 /* Thousands of contexts with varied small timeouts all fire (callbacks
@@ -1704,12 +1692,12 @@ TEST(ctx_many_timeouts_all_fire) {
     ASSERT_EQ(atomic_load(&m[i].cnt.n), 1);
     ASSERT_GE(atomic_load(&m[i].cnt.at), wp_ctx_deadline(m[i].c));
   }
-  ASSERT_EQ(wait_thread_count(base), base);
+  ASSERT_EQ(wp_test_thread_count_settles(base), base);
   for (int i = 0; i < n; i++) {
     ASSERT_EQ(wp_ctx_hook_remove(&m[i].h), 1);
     wp_ctx_release(m[i].c);
   }
-  ASSERT_EQ(wait_thread_count(base), base);
+  ASSERT_EQ(wp_test_thread_count_settles(base), base);
   free(m);
   sem_destroy(&sem);
 }
