@@ -1030,6 +1030,8 @@ static void fetch_config_init(wp__fetch_config *fc, const options *o) {
   fc->headers = o->headers;
   fc->nheaders = o->nheaders;
   fc->user_agent = o->user_agent;
+  fc->rate = o->rate;
+  fc->per_host = o->per_host;
   fc->on_result = on_result;
 }
 
@@ -1112,8 +1114,6 @@ static int cmd_fetch(int argc, char **argv) {
   fc.retry.cap_ns = o.backoff_cap_ns;
   fc.retry_after_max_ns = o.retry_after_max_ns;
   fc.job_timeout_ns = o.job_timeout_ns;
-  fc.rate = o.rate;
-  fc.per_host = o.per_host;
   fc.on_retry = on_retry;
   if (R.state &&
       wp__state_start_writer(R.state, (size_t)o.workers + o.queue, state_commit,
@@ -1262,8 +1262,6 @@ typedef struct work_opts {
   int64_t lease_ns, renew_ns;
   unsigned batch;
   bool exit_when_empty;
-  unsigned retries;
-  int64_t base_ns, cap_ns;
 } work_opts;
 
 static void print_work_help(void) {
@@ -1296,7 +1294,7 @@ static void print_work_help(void) {
       "100ms,10s)\n"
       "  and the options of 'wpool fetch' that shape a transfer: -w, -t,\n"
       "  --connect-timeout, --max-redirects, --max-body, -X, -H, -A, --loops,\n"
-      "  --deadline.\n"
+      "  --deadline, --rate, --per-host.\n"
       "\n"
       "Signals: the first SIGINT or SIGTERM stops claiming, releases the "
       "claimed jobs\n"
@@ -1318,9 +1316,8 @@ static int take_work_opts(int argc, char **argv, work_opts *w) {
     const char *name;
     bool has_arg;
   } own[] = {
-      {"--db", true},      {"--queue", true}, {"--lease", true},
-      {"--renew", true},   {"--batch", true}, {"--exit-when-empty", false},
-      {"--retries", true}, {"-r", true},      {"--backoff", true}};
+      {"--db", true},    {"--queue", true}, {"--lease", true},
+      {"--renew", true}, {"--batch", true}, {"--exit-when-empty", false}};
   int out = 1;
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
@@ -1363,20 +1360,8 @@ static int take_work_opts(int argc, char **argv, work_opts *w) {
       if (w->renew_ns < 10000000) usage_error("--renew: at least 10ms");
     } else if (strcmp(n, "--batch") == 0) {
       w->batch = (unsigned)opt_uint("--batch", val, 1, 10000);
-    } else if (strcmp(n, "--exit-when-empty") == 0) {
+    } else { /* --exit-when-empty */
       w->exit_when_empty = true;
-    } else if (strcmp(n, "--backoff") == 0) {
-      const char *comma = strchr(val, ',');
-      char base[64];
-      if (!comma || (size_t)(comma - val) >= sizeof base)
-        usage_error("--backoff: expected BASE,CAP like 100ms,10s, got '%s'",
-                    val);
-      memcpy(base, val, (size_t)(comma - val));
-      base[comma - val] = '\0';
-      w->base_ns = opt_duration("--backoff", base);
-      w->cap_ns = opt_duration("--backoff", comma + 1);
-    } else { /* -r, --retries */
-      w->retries = (unsigned)opt_uint("--retries", val, 0, 1000);
     }
   }
   argv[out] = NULL;
@@ -1431,7 +1416,7 @@ static void work_result(const wp_result *res) {
 }
 
 static int cmd_work(int argc, char **argv) {
-  work_opts w = {.retries = 2, .base_ns = 100000000, .cap_ns = 10000000000};
+  work_opts w = {0};
   for (int i = 1; i < argc; i++)
     if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) {
       print_work_help();
@@ -1477,9 +1462,11 @@ static int cmd_work(int argc, char **argv) {
   qc.pool = R.pool;
   qc.make_arg = work_make_arg;
   qc.free_arg = work_free_arg;
-  qc.retry.max_attempts = w.retries + 1;
-  qc.retry.base_ns = w.base_ns;
-  qc.retry.cap_ns = w.cap_ns;
+  /* Retries go back to the queue with a run-at time, not into the pool: the
+   * same -r and --backoff as fetch, parsed by parse_fetch_args. */
+  qc.retry.max_attempts = o.retries + 1;
+  qc.retry.base_ns = o.backoff_base_ns;
+  qc.retry.cap_ns = o.backoff_cap_ns;
   qc.retry.retryable = wp__fetch_retryable;
   if (wp__qrunner_create(&qc, &R.qr, err, sizeof err) != 0) {
     fprintf(stderr, "%s work: %s\n", prog, err);
