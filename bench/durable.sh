@@ -106,45 +106,11 @@ if [ "$has_state" = 1 ]; then
 fi
 
 # --- PostgreSQL -----------------------------------------------------------------
-PG_PID=""
-pg_stop() {
-  if [ -n "$PG_PID" ]; then
-    $PG_AS "$PG_BIN/pg_ctl" -D "$TMP/pg" -m immediate stop >/dev/null 2>&1 || true
-    PG_PID=""
-  fi
-}
-CLEANUP_EXTRA=pg_stop
-
-pg_start() {
-  if [ -z "${PG_BIN:-}" ]; then
-    PG_BIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
-  fi
-  [ -n "$PG_BIN" ] && [ -x "$PG_BIN/initdb" ] || { notes="$notes PostgreSQL server binaries not found (Debian: postgresql)."; return 1; }
-  PG_AS=""
-  if [ "$(id -u)" = 0 ]; then
-    PG_AS="runuser -u postgres --"
-    mkdir -p "$TMP/pg"
-    chown postgres "$TMP/pg"
-  fi
-  $PG_AS "$PG_BIN/initdb" -D "$TMP/pg" -A trust -U postgres >"$TMP/initdb.log" 2>&1 ||
-    { cat "$TMP/initdb.log" >&2; notes="$notes initdb failed."; return 1; }
-  tries=0
-  while [ "$tries" -lt 20 ]; do
-    tries=$((tries + 1))
-    PG_PORT=$((20000 + $(od -An -N2 -tu2 /dev/urandom | tr -d ' ') % 30000))
-    port_in_use "$PG_PORT" && continue
-    if $PG_AS "$PG_BIN/pg_ctl" -D "$TMP/pg" -w -t 60 -l "$TMP/pg/server.log" \
-      -o "-p $PG_PORT -c listen_addresses=127.0.0.1 -k $TMP/pg -c fsync=on" start >/dev/null 2>&1; then
-      PG_PID=started
-      DB="postgresql://postgres@127.0.0.1:$PG_PORT/postgres"
-      return 0
-    fi
-  done
-  notes="$notes could not start PostgreSQL."
-  return 1
-}
-
-if [ "$has_pg" = 1 ] && pg_start; then
+pg_ok=0
+if [ "$has_pg" = 1 ]; then
+  if pg_start; then pg_ok=1; else notes="$notes $PG_ERR"; fi
+fi
+if [ "$pg_ok" = 1 ]; then
   echo "== PostgreSQL on 127.0.0.1:$PG_PORT: $REPS reps x $NURLS URLs, processes: $PG_PROCS" >&2
   "$WPOOL_BIN" migrate --db "$DB" >"$TMP/migrate.log" 2>&1 || { cat "$TMP/migrate.log" >&2; die "wpool migrate failed"; }
   r=1

@@ -4,11 +4,13 @@
 #
 # Provides: die, bench_cmd (the command line as given, for a report),
 # need_tools (say what is missing), raise_nofile, build_wpool (Release build
-# in build/bench: the tool, the test server, pool_noop), build_go_peer,
-# nginx_start / nginx_stop (a private nginx on a free loopback port serving
-# one 100-byte file; NGINX_PID, PORT, BASE, BODY_BYTES, NGINX_WORKERS),
-# nginx_ns (its workers' CPU so far), nginx_accepts, stats (median/min/max of
-# a column), and TMP, a private temporary directory removed at exit.
+# in build/bench: the tool, the test server, pool_noop, store_noop),
+# build_go_peer, nginx_start / nginx_stop (a private nginx on a free loopback
+# port serving one 100-byte file; NGINX_PID, PORT, BASE, BODY_BYTES,
+# NGINX_WORKERS), nginx_ns (its workers' CPU so far), nginx_accepts,
+# pg_start / pg_stop (a private PostgreSQL; PG_BIN, PG_PORT, DB), stats_of
+# (median/min/max of a column), and TMP, a private temporary directory
+# removed at exit (nginx and PostgreSQL stopped with it).
 
 ROOT=$(pwd)
 SCRIPT=${SCRIPT:-bench}
@@ -63,25 +65,41 @@ raise_nofile() {
   fi
 }
 
-# build_wpool: the Release build (-O3, warnings are errors as everywhere) of
-# the wpool tool, the test server and pool_noop in build/bench. Sets
-# WPOOL_BIN (or uses $WPOOL), TESTSERVER_BIN and POOL_NOOP_BIN.
+# build_wpool [pool_noop]: the Release build (-O3, warnings are errors as
+# everywhere, tests on so that the test server is a target) of the wpool
+# tool, the test server, pool_noop and store_noop in build/bench. Sets
+# WPOOL_BIN, TESTSERVER_BIN, POOL_NOOP_BIN and STORE_NOOP_BIN. WPOOL=path
+# uses that tool instead (the others beside it unless TESTSERVER,
+# POOL_NOOP, STORE_NOOP say otherwise) and builds nothing. A caller that
+# needs pool_noop alone says so ("build_wpool pool_noop"): then POOL_NOOP=path
+# also builds nothing.
 build_wpool() {
   mkdir -p build/bench
+  if [ "${1:-}" = pool_noop ] && [ -n "${POOL_NOOP:-}" ] && [ -z "${WPOOL:-}" ]; then
+    POOL_NOOP_BIN=$POOL_NOOP
+    [ -x "$POOL_NOOP_BIN" ] || die "POOL_NOOP=$POOL_NOOP is not an executable"
+    return 0
+  fi
   if [ -n "${WPOOL:-}" ]; then
     WPOOL_BIN=$WPOOL
     TESTSERVER_BIN=${TESTSERVER:-$(dirname "$WPOOL")/tests/wpool-testserver}
     POOL_NOOP_BIN=${POOL_NOOP:-$(dirname "$WPOOL")/pool_noop}
+    STORE_NOOP_BIN=${STORE_NOOP:-$(dirname "$WPOOL")/store_noop}
   else
     command -v cmake >/dev/null 2>&1 || die "cmake not found"
     echo "== building wpool (build/bench, Release)" >&2
-    cmake -S . -B build/bench -DCMAKE_BUILD_TYPE=Release \
+    # Every option named: CMake keeps a cached value, so a configure elsewhere
+    # with other values must not leave this build without -Werror or tests.
+    cmake -S . -B build/bench -DCMAKE_BUILD_TYPE=Release -DWPOOL_WERROR=ON \
+      -DWPOOL_BUILD_TESTS=ON -DWPOOL_BUILD_BENCH=ON \
       >build/bench/configure.log 2>&1 || { cat build/bench/configure.log >&2; die "cmake configure failed"; }
-    cmake --build build/bench --target wpool_cli wpool-testserver pool_noop -j "$(nproc 2>/dev/null || echo 2)" \
+    cmake --build build/bench --target wpool_cli wpool-testserver pool_noop store_noop \
+      -j "$(nproc 2>/dev/null || echo 2)" \
       >build/bench/build.log 2>&1 || { cat build/bench/build.log >&2; die "cmake build failed"; }
     WPOOL_BIN=$ROOT/build/bench/wpool
     TESTSERVER_BIN=$ROOT/build/bench/tests/wpool-testserver
     POOL_NOOP_BIN=${POOL_NOOP:-$ROOT/build/bench/pool_noop}
+    STORE_NOOP_BIN=${STORE_NOOP:-$ROOT/build/bench/store_noop}
   fi
   [ -x "$WPOOL_BIN" ] || die "$WPOOL_BIN was not built"
 }
@@ -116,9 +134,11 @@ stats_of() {
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/wpool-bench.XXXXXX")
 NGINX_PID=""
 CLEANUP_EXTRA=""
+PG_PID=""
 lib_cleanup() {
   if [ -n "$CLEANUP_EXTRA" ]; then eval "$CLEANUP_EXTRA" || true; fi
   nginx_stop
+  pg_stop
   rm -rf "$TMP"
 }
 trap lib_cleanup EXIT
@@ -248,4 +268,50 @@ url_list() {
 # curl_config URLFILE CFGFILE: the same as curl `url`/`output` pairs.
 curl_config() {
   awk '{ print "url = \"" $0 "\"\noutput = \"/dev/null\"" }' "$1" >"$2"
+}
+
+# --- a private PostgreSQL -----------------------------------------------------
+# pg_start: initdb into $TMP/pg and start the newest installed PostgreSQL
+# (PG_BIN=dir overrides: its bin directory) on a free loopback port, as the
+# postgres user when we are root; default settings (fsync and
+# synchronous_commit on). Sets PG_BIN, PG_PORT, DB (a connection URL) and
+# PG_PID; stopped at exit. On failure returns 1 with the reason in PG_ERR.
+pg_start() {
+  PG_ERR=""
+  if [ -z "${PG_BIN:-}" ]; then
+    PG_BIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+  fi
+  [ -n "$PG_BIN" ] && [ -x "$PG_BIN/initdb" ] || {
+    PG_ERR="PostgreSQL server binaries not found (Debian: postgresql)."
+    return 1
+  }
+  PG_AS=""
+  if [ "$(id -u)" = 0 ]; then
+    PG_AS="runuser -u postgres --"
+    mkdir -p "$TMP/pg"
+    chown postgres "$TMP/pg"
+  fi
+  $PG_AS "$PG_BIN/initdb" -D "$TMP/pg" -A trust -U postgres -E UTF8 --locale=C >"$TMP/initdb.log" 2>&1 ||
+    { cat "$TMP/initdb.log" >&2; PG_ERR="initdb failed."; return 1; }
+  _tries=0
+  while [ "$_tries" -lt 20 ]; do
+    _tries=$((_tries + 1))
+    PG_PORT=$((20000 + $(od -An -N2 -tu2 /dev/urandom | tr -d ' ') % 30000))
+    port_in_use "$PG_PORT" && continue
+    if $PG_AS "$PG_BIN/pg_ctl" -D "$TMP/pg" -w -t 60 -l "$TMP/pg/server.log" \
+      -o "-p $PG_PORT -c listen_addresses=127.0.0.1 -k $TMP/pg -c fsync=on" start >/dev/null 2>&1; then
+      PG_PID=started
+      DB="postgresql://postgres@127.0.0.1:$PG_PORT/postgres"
+      return 0
+    fi
+  done
+  PG_ERR="could not start PostgreSQL: $(tail -n 3 "$TMP/pg/server.log" 2>/dev/null | tr '\n' ' ')"
+  return 1
+}
+
+pg_stop() {
+  if [ -n "$PG_PID" ]; then
+    $PG_AS "$PG_BIN/pg_ctl" -D "$TMP/pg" -m immediate stop >/dev/null 2>&1 || true
+    PG_PID=""
+  fi
 }
