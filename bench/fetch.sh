@@ -269,16 +269,9 @@ done
 load_end=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo '?')
 
 # --- report -----------------------------------------------------------------
-# stats <column> <peer> <workers> -> "median min max"
+# stats <column> <peer> <workers> -> "median min max count"
 stats() {
-  awk -v c="$1" -v p="$2" -v w="$3" '$1 == p && $2 == w && $c != "NA" { print $c }' "$raw" |
-    sort -g |
-    awk '{ v[NR] = $1 }
-         END {
-           if (NR == 0) exit 1
-           med = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
-           print med, v[1], v[NR]
-         }'
+  stats_of "$raw" "$1" "\$1 == \"$2\" && \$2 == $3"
 }
 has_fail() { # peer workers
   awk -v p="$1" -v w="$2" '$1 == p && $2 == w && $13 != "ok" { f = 1 } END { exit !f }' "$raw"

@@ -14,12 +14,13 @@
 # Environment: REPS, NJOBS, WORKERS, NURLS, SKIP_FETCH=1 (part 1 only).
 set -eu
 cd "$(dirname "$0")/.."
+SCRIPT=obs
 . bench/lib.sh
 REPS=${REPS:-7}
 NJOBS=${NJOBS:-1000000}
 WORKERS=${WORKERS:-"1 64"}
 mkdir -p bench/out
-build_wpool
+build_wpool pool_noop
 BIN=$POOL_NOOP_BIN
 raw=bench/out/obs.raw
 : >"$raw"
@@ -38,9 +39,8 @@ for w in $WORKERS; do
     r=$((r + 1))
   done
 done
-med() { # mode workers
-  awk -v m="$1" -v w="$2" '$1 == m && $2 == w { print $4 }' "$raw" | sort -n |
-    awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2, v[1], v[NR] }'
+med() { # mode workers -> "median min max count"
+  stats_of "$raw" 4 "\$1 == \"$1\" && \$2 == $2"
 }
 {
   echo "# Observability cost"

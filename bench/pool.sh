@@ -24,19 +24,9 @@
 set -eu
 
 cd "$(dirname "$0")/.."
-ROOT=$(pwd)
-
-# The command as given, for the report (only the variables that were set).
-cmd=""
-for v in QUICK REPS NJOBS WORKERS MODES QUEUE GO_BUF POOL_NOOP; do
-  eval "isset=\${$v+x}"
-  if [ -n "$isset" ]; then
-    val=
-    eval "val=\$$v"
-    cmd="$cmd$v='$val' "
-  fi
-done
-cmd="${cmd}sh bench/pool.sh"
+SCRIPT=pool
+. bench/lib.sh
+cmd=$(bench_cmd QUICK REPS NJOBS WORKERS MODES QUEUE GO_BUF POOL_NOOP)
 
 QUICK=${QUICK:-0}
 if [ "$QUICK" = 1 ]; then
@@ -52,23 +42,16 @@ QUEUE=${QUEUE:-1024}
 GO_BUF=${GO_BUF:-$QUEUE}
 TIMEOUT=${TIMEOUT:-300} # seconds per run: a hang is a failure, not a wait
 
-die() {
-  echo "bench/pool.sh: $*" >&2
-  exit 1
-}
-
 for mode in $MODES; do
   case $mode in callback | chan) ;; *) die "MODES: unknown mode $mode (callback, chan)" ;; esac
 done
 
 # --- build ------------------------------------------------------------------
-command -v go >/dev/null 2>&1 || die "go not found (Debian: apt-get install golang-go)"
-SCRIPT=pool
-. bench/lib.sh
+need_tools go
 mkdir -p build/bench bench/out
 # The Release build of bench/lib.sh (build/bench), as every benchmark here;
 # POOL_NOOP=path uses that binary instead.
-build_wpool
+build_wpool pool_noop
 WPOOL_BIN=$POOL_NOOP_BIN
 [ -x "$WPOOL_BIN" ] || die "$WPOOL_BIN was not built"
 
@@ -116,15 +99,8 @@ for mode in $MODES; do
 done
 
 # --- report -----------------------------------------------------------------
-stats() { # mode peer workers -> "median min max"
-  awk -v m="$1" -v p="$2" -v w="$3" '$1 == m && $2 == p && $3 == w { print $4 }' "$raw" |
-    sort -n |
-    awk '{ v[NR] = $1 }
-         END {
-           if (NR == 0) exit 1
-           med = (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2
-           printf "%.0f %.0f %.0f\n", med, v[1], v[NR]
-         }'
+stats() { # mode peer workers -> "median min max count"
+  stats_of "$raw" 4 "\$1 == \"$1\" && \$2 == \"$2\" && \$3 == $3"
 }
 
 cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo 2>/dev/null | head -n 1)
@@ -148,10 +124,10 @@ table() { # mode
   minratio_w=""
   lastpct=""
   for w in $WORKERS; do
-    read -r wm wlo whi <<END
+    read -r wm wlo whi _ <<END
 $(stats "$mode" wpool "$w")
 END
-    read -r gm glo ghi <<END
+    read -r gm glo ghi _ <<END
 $(stats "$mode" go "$w")
 END
     line=$(awk -v wm="$wm" -v wlo="$wlo" -v whi="$whi" -v gm="$gm" -v glo="$glo" -v ghi="$ghi" \
