@@ -10,27 +10,17 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli/parse.h" /* wp__parse_uint */
+
 struct wp__metrics_server {
   struct MHD_Daemon *d;
   wp_metrics *m;
 };
 
-static int parse_port(const char *p, unsigned *port) {
-  if (!*p) return -1;
-  unsigned long v = 0;
-  for (; *p; p++) {
-    if (*p < '0' || *p > '9') return -1;
-    v = v * 10 + (unsigned long)(*p - '0');
-    if (v > 65535) return -1;
-  }
-  *port = (unsigned)v;
-  return 0;
-}
-
 int wp__parse_listen_addr(const char *s, struct sockaddr_storage *ss,
                           socklen_t *len, char *err, size_t errlen) {
   memset(ss, 0, sizeof *ss);
-  unsigned port;
+  uint64_t port;
   char host[64];
   const char *ps;
   if (!s || !*s) {
@@ -65,7 +55,7 @@ int wp__parse_listen_addr(const char *s, struct sockaddr_storage *ss,
       ps = colon + 1;
     }
   }
-  if (parse_port(ps, &port) != 0) goto bad;
+  if (wp__parse_uint(ps, 0, 65535, &port) != 0) goto bad;
   if (strcmp(host, "localhost") == 0) snprintf(host, sizeof host, "127.0.0.1");
   struct sockaddr_in *v4 = (struct sockaddr_in *)ss;
   struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)ss;
