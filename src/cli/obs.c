@@ -16,6 +16,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/internal.h" /* wp__unix_now_ns */
+#include "core/utf8.h"     /* wp__hex */
 #include "obs/serve.h"
 #include "obs/trace.h"
 #include "wpool/wpool.h"
@@ -129,12 +131,6 @@ struct wp__obs {
   uint64_t rng; /* the producer's */
 };
 
-static int64_t unix_now_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 static uint64_t next_rand(uint64_t *s) { /* splitmix64 */
   uint64_t z = (*s += 0x9e3779b97f4a7c15u);
   z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
@@ -160,7 +156,7 @@ int wp__obs_start(wp__obs **out, const wp__obs_options *o, char *err,
     return -1;
   }
   ob->o = *o;
-  ob->rng = (uint64_t)unix_now_ns() ^ ((uint64_t)getpid() << 32) ^
+  ob->rng = (uint64_t)wp__unix_now_ns() ^ ((uint64_t)getpid() << 32) ^
             (uint64_t)(uintptr_t)ob;
   if (o->log_on && wp__log_open(&ob->log, o->log_format, o->log_level,
                                 o->log_file, err, errlen) != 0)
@@ -221,22 +217,14 @@ void wp__obs_log(wp__obs *ob, enum wp__log_level level, const char *msg,
   if (ob) wp__log_write(ob->log, level, msg, fields, n);
 }
 
-static void hex(char *out, const uint8_t *b, size_t n) {
-  static const char digits[] = "0123456789abcdef";
-  for (size_t i = 0; i < n; i++) {
-    out[2 * i] = digits[b[i] >> 4];
-    out[2 * i + 1] = digits[b[i] & 15];
-  }
-  out[2 * n] = '\0';
-}
-
 static bool tracing(const wp__obs *ob) { return ob->o.traceparent; }
 
 /* The trace_id field: the job's trace, or null when not tracing. */
 static wp__log_field trace_field(const wp__obs *ob, const wp__fetch_req *req,
                                  char buf[33]) {
   if (!tracing(ob)) return WP__FNULL("trace_id");
-  hex(buf, req->trace_id, 16);
+  wp__hex(buf, req->trace_id, 16);
+  buf[32] = '\0';
   return WP__FSTR("trace_id", buf);
 }
 
@@ -333,7 +321,7 @@ void wp__obs_result(wp__obs *ob, const wp_result *res, const wp__fetch_req *req,
                         : res->err == WP_ECANCELED ? "canceled"
                                                    : "failed";
   if (ob->tracer) {
-    int64_t now = unix_now_ns();
+    int64_t now = wp__unix_now_ns();
     wp__span s;
     memset(&s, 0, sizeof s);
     memcpy(s.trace_id, req->trace_id, 16);

@@ -1,4 +1,5 @@
-/* Internal helpers shared by the core's files (wp__ prefix). */
+/* Internal helpers shared by the core's files (wp__ prefix); the tool's
+ * files (src/obs, src/fetch, src/cli) use the clocks too. */
 #ifndef WPOOL_CORE_INTERNAL_H
 #define WPOOL_CORE_INTERNAL_H
 
@@ -14,6 +15,10 @@ int wp__cond_init_monotonic(pthread_cond_t *cv);
 int wp__cond_wait_until(pthread_cond_t *cv, pthread_mutex_t *mu,
                         int64_t deadline_ns);
 void wp__ns_to_timespec(int64_t ns, struct timespec *ts);
+/* Wall-clock time (CLOCK_REALTIME) in ns since the Unix epoch: for
+ * timestamps in records and spans, and HTTP dates; never for intervals or
+ * deadlines (those are wp_now_ns's, which does not jump). Thread-safe. */
+int64_t wp__unix_now_ns(void);
 
 /* Spin-then-sleep: how long a waiter looks before it sleeps, when no other
  * waiter spins already. A short task hands over work in far less than a

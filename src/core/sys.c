@@ -1,5 +1,6 @@
-/* The one place the core asks for more than POSIX: glibc's adaptive mutex,
- * where available (it falls back to a plain mutex elsewhere). */
+/* What the core asks of the system beyond its own logic: glibc's adaptive
+ * mutex where available (the one thing past POSIX: it falls back to a
+ * plain mutex elsewhere), and the wall clock. */
 #if defined(__linux__) && !defined(_GNU_SOURCE)
 #define _GNU_SOURCE
 #endif
@@ -19,4 +20,10 @@ int wp__mutex_init_adaptive(pthread_mutex_t *mu) {
 #else
   return pthread_mutex_init(mu, NULL) == 0 ? 0 : WP_ESYSTEM;
 #endif
+}
+
+int64_t wp__unix_now_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }

@@ -1,4 +1,4 @@
-/* UTF-8 validation: see utf8.h. */
+/* UTF-8 validation and hex: see utf8.h. */
 #include "core/utf8.h"
 
 size_t wp__utf8_seq(const unsigned char *p, size_t n, bool *ok) {
@@ -35,4 +35,12 @@ size_t wp__utf8_seq(const unsigned char *p, size_t n, bool *ok) {
   }
   *ok = true;
   return k;
+}
+
+void wp__hex(char *out, const uint8_t *b, size_t n) {
+  static const char digits[] = "0123456789abcdef";
+  for (size_t i = 0; i < n; i++) {
+    out[2 * i] = digits[b[i] >> 4];
+    out[2 * i + 1] = digits[b[i] & 15];
+  }
 }

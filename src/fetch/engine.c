@@ -35,6 +35,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/internal.h" /* wp__unix_now_ns */
+#include "core/utf8.h"     /* wp__hex */
 #include "fetch/retry_after.h"
 #include "wpool/error.h"
 #include "wpool/wpool.h"
@@ -187,25 +189,11 @@ static int easy_setup(loop *lp, CURL *e, xfer *x) {
 /* ---- observability hooks --------------------------------------------------
  */
 
-static int64_t unix_now_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 static uint64_t loop_rand(loop *lp) { /* splitmix64 */
   uint64_t z = (lp->rng += 0x9e3779b97f4a7c15u);
   z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
   z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
   return z ^ (z >> 31);
-}
-
-static void put_hex(char *out, const uint8_t *b, size_t n) {
-  static const char hex[] = "0123456789abcdef";
-  for (size_t i = 0; i < n; i++) {
-    out[2 * i] = hex[b[i] >> 4];
-    out[2 * i + 1] = hex[b[i] & 15];
-  }
 }
 
 /* An attempt begins: its span ID (never all zero) and the start hook. */
@@ -222,7 +210,7 @@ static void attempt_begin(loop *lp, wp_job *job, wp__fetch_attempt *a) {
     memcpy(a->span_id, &r, sizeof r);
   }
   if (c->on_attempt) {
-    a->start_unix_ns = unix_now_ns();
+    a->start_unix_ns = wp__unix_now_ns();
     a->elapsed_ns = wp_now_ns(); /* the start, until the end */
     c->on_attempt(a, c->userdata);
   }
@@ -250,7 +238,7 @@ static void attempt_end(loop *lp, wp__fetch_attempt *a, int err) {
   if (!c->on_attempt) return;
   a->ended = true;
   a->err = err;
-  a->end_unix_ns = unix_now_ns();
+  a->end_unix_ns = wp__unix_now_ns();
   a->elapsed_ns = wp_now_ns() - a->elapsed_ns;
   c->on_attempt(a, c->userdata);
 }
@@ -306,8 +294,8 @@ static void start(loop *lp, wp_job *job) {
   x->errbuf[0] = '\0';
   x->at = a;
   if (x->hdrs) { /* "traceparent: 00-" is 16 bytes */
-    put_hex(x->hdrs->data + 16, req->trace_id, 16);
-    put_hex(x->hdrs->data + 16 + 33, a.span_id, 8);
+    wp__hex(x->hdrs->data + 16, req->trace_id, 16);
+    wp__hex(x->hdrs->data + 16 + 33, a.span_id, 8);
   }
   if (curl_easy_setopt(x->easy, CURLOPT_URL, req->url) != CURLE_OK ||
       (lp->f->cfg.job_timeout_ns > 0 &&
@@ -338,11 +326,9 @@ static void retry_after(loop *lp, xfer *x, wp_job *job) {
   if (cap <= 0 || curl_easy_header(x->easy, "Retry-After", 0, CURLH_HEADER, -1,
                                    &h) != CURLHE_OK)
     return;
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
   int64_t d;
-  if (wp__retry_after_parse(h->value, strlen(h->value), (int64_t)ts.tv_sec,
-                            &d) != 0)
+  if (wp__retry_after_parse(h->value, strlen(h->value),
+                            wp__unix_now_ns() / 1000000000, &d) != 0)
     return; /* unparsable: the computed backoff stands */
   wp_job_set_retry_after(job, d < cap ? d : cap);
 }
@@ -417,7 +403,7 @@ static int loop_init(void *userdata, unsigned index, void **state) {
   loop *lp = &f->loops[index];
   lp->f = f;
   lp->curl_due = INT64_MAX;
-  lp->rng = (uint64_t)unix_now_ns() ^ ((uint64_t)(uintptr_t)lp << 16) ^
+  lp->rng = (uint64_t)wp__unix_now_ns() ^ ((uint64_t)(uintptr_t)lp << 16) ^
             (uint64_t)wp_now_ns();
   lp->epfd = epoll_create1(EPOLL_CLOEXEC);
   lp->wakefd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);

@@ -13,6 +13,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/internal.h" /* wp__unix_now_ns */
+
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
 static const char *const format_names[] = {"text", "json", "logfmt"};
 
@@ -218,9 +220,7 @@ bool wp__log_enabled(const wp__log *l, enum wp__log_level level) {
 void wp__log_write(wp__log *l, enum wp__log_level level, const char *msg,
                    const wp__log_field *fields, size_t nfields) {
   if (!wp__log_enabled(l, level)) return;
-  struct timespec ts;
-  clock_gettime(CLOCK_REALTIME, &ts);
-  int64_t now = (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+  int64_t now = wp__unix_now_ns();
   pthread_mutex_lock(&l->mu);
   wp__buf_reset(&l->buf);
   wp__log_format_record(&l->buf, l->fmt, now, level, msg, fields, nfields);

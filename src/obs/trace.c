@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "core/internal.h"
+#include "core/utf8.h" /* wp__hex */
 #include "wpool/wpool.h"
 
 #define FLUSH_EVERY_NS 1000000000LL
@@ -54,12 +55,8 @@ void wp__span_clear(wp__span *s) {
  */
 
 static void hex_id(wp__buf *b, const uint8_t *id, size_t n) {
-  static const char hex[] = "0123456789abcdef";
-  char out[33];
-  for (size_t i = 0; i < n; i++) {
-    out[2 * i] = hex[id[i] >> 4];
-    out[2 * i + 1] = hex[id[i] & 15];
-  }
+  char out[32]; /* n <= 16: a trace ID at most */
+  wp__hex(out, id, n);
   wp__buf_append(b, out, 2 * n);
 }
 

@@ -8,8 +8,10 @@
 #include <netinet/in.h>
 #include <semaphore.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <string.h>
 
+#include "core/utf8.h" /* wp__hex */
 #include "obs/log.h"
 #include "obs/serve.h"
 #include "obs/trace.h"
@@ -165,6 +167,29 @@ TEST(listen_addresses) {
     }
     ASSERT_STREQ(host, cases[i].host);
     ASSERT_EQ(port, cases[i].port);
+  }
+}
+
+/* wp__hex against snprintf's %02x, for every byte value and each length a
+ * trace or span ID has; nothing is written past 2 * n. */
+TEST(hex_matches_printf) {
+  uint8_t in[256];
+  for (size_t i = 0; i < sizeof in; i++) in[i] = (uint8_t)i;
+  char got[2 * sizeof in + 1], want[2 * sizeof in + 1];
+  memset(got, '#', sizeof got);
+  wp__hex(got, in, sizeof in);
+  ASSERT_EQ(got[2 * sizeof in], '#');
+  for (size_t i = 0; i < sizeof in; i++)
+    snprintf(want + 2 * i, 3, "%02x", (unsigned)in[i]);
+  ASSERT(memcmp(got, want, 2 * sizeof in) == 0);
+  static const size_t lens[] = {0, 1, 8, 16};
+  for (size_t k = 0; k < sizeof lens / sizeof lens[0]; k++) {
+    memset(got, '#', sizeof got);
+    wp__hex(got, in + 250 - lens[k], lens[k]);
+    ASSERT_EQ(got[2 * lens[k]], '#');
+    for (size_t i = 0; i < lens[k]; i++)
+      snprintf(want + 2 * i, 3, "%02x", (unsigned)in[250 - lens[k] + i]);
+    ASSERT(memcmp(got, want, 2 * lens[k]) == 0);
   }
 }
 
