@@ -293,7 +293,13 @@ void wp__obs_fetch_config(wp__obs *ob, wp__fetch_config *fc) {
   fc->metrics = ob->metrics;
   fc->trace = tracing(ob);
   fc->userdata = ob;
-  if (ob->tracer || ob->log) fc->on_attempt = on_attempt;
+  /* The hook writes spans (the tracer), "retry" warnings and "attempt"
+   * debug records; only spans and "attempt" records need the times. */
+  bool times = ob->tracer || wp__log_enabled(ob->log, WP__LOG_DEBUG);
+  if (times || wp__log_enabled(ob->log, WP__LOG_WARN)) {
+    fc->on_attempt = on_attempt;
+    fc->attempt_times = times;
+  }
 }
 
 void wp__obs_new_job(wp__obs *ob, wp__fetch_req *req) {

@@ -210,8 +210,10 @@ static void attempt_begin(loop *lp, wp_job *job, wp__fetch_attempt *a) {
     memcpy(a->span_id, &r, sizeof r);
   }
   if (c->on_attempt) {
-    a->start_unix_ns = wp__unix_now_ns();
-    a->elapsed_ns = wp_now_ns(); /* the start, until the end */
+    if (c->attempt_times) {
+      a->start_unix_ns = wp__unix_now_ns();
+      a->elapsed_ns = wp_now_ns(); /* the start, until the end */
+    }
     c->on_attempt(a, c->userdata);
   }
 }
@@ -238,8 +240,10 @@ static void attempt_end(loop *lp, wp__fetch_attempt *a, int err) {
   if (!c->on_attempt) return;
   a->ended = true;
   a->err = err;
-  a->end_unix_ns = wp__unix_now_ns();
-  a->elapsed_ns = wp_now_ns() - a->elapsed_ns;
+  if (c->attempt_times) {
+    a->end_unix_ns = wp__unix_now_ns();
+    a->elapsed_ns = wp_now_ns() - a->elapsed_ns;
+  }
   c->on_attempt(a, c->userdata);
 }
 

@@ -56,8 +56,10 @@ typedef struct wp__fetch_attempt {
   bool ended;         /* false: about to start (req holds the previous attempt's
                          outputs, if any); true: over */
   int err;            /* when ended: the result code of this attempt (0 = ok) */
-  int64_t start_unix_ns, end_unix_ns; /* wall clock; end when ended */
-  int64_t elapsed_ns;                 /* monotonic; when ended */
+  /* cfg.attempt_times (else 0): the wall clock at the start and, when
+   * ended, at the end; the monotonic time taken, when ended. */
+  int64_t start_unix_ns, end_unix_ns;
+  int64_t elapsed_ns;
   uint8_t span_id[8]; /* cfg.trace: this attempt's span, sent in the
                          traceparent header; zero otherwise */
 } wp__fetch_attempt;
@@ -90,11 +92,14 @@ typedef struct wp__fetch_config {
   double rate;            /* attempts started per second; 0 = no limit */
   unsigned per_host;      /* transfers in flight per host:port; 0 = none */
   /* Observability, all optional. metrics: the pool's wpool_* metrics and
-   * wpool_http_responses_total{code}. on_attempt: see above. trace: send a
-   * W3C traceparent header "00-<req trace_id>-<attempt span_id>-01" on
-   * every request, with a new span ID per attempt. */
+   * wpool_http_responses_total{code}. on_attempt: see above; attempt_times:
+   * it wants the attempts' times (four clock reads per attempt, skipped
+   * when it does not). trace: send a W3C traceparent header
+   * "00-<req trace_id>-<attempt span_id>-01" on every request, with a new
+   * span ID per attempt. */
   wp_metrics *metrics;
   wp__fetch_attempt_cb on_attempt;
+  bool attempt_times;
   bool trace;
   wp_retry_cb on_retry; /* optional: a retry was scheduled (see pool.h);
                            called with userdata */
