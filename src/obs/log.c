@@ -178,9 +178,35 @@ struct wp__log {
   enum wp__log_level level;
   int fd;
   bool own_fd;
-  wp__buf buf;
   atomic_uint_fast64_t lost;
 };
+
+/* Each thread formats its records in a buffer of its own, outside the
+ * logger's mutex (which covers the write alone, so that one record is one
+ * uninterrupted write). The buffer is kept between records (bounded by the
+ * longest record the thread wrote) and freed by a key destructor when the
+ * thread exits; without a key a record uses a buffer of its own. */
+static _Thread_local wp__buf tls_buf;
+static _Thread_local bool tls_keyed;
+static pthread_key_t tls_key;
+static pthread_once_t tls_once = PTHREAD_ONCE_INIT;
+static bool tls_key_ok;
+
+static void tls_buf_free(void *b) { wp__buf_free(b); }
+static void tls_key_create(void) {
+  tls_key_ok = pthread_key_create(&tls_key, tls_buf_free) == 0;
+}
+
+/* This thread's buffer, or NULL: use a local one and free it. */
+static wp__buf *thread_buf(void) {
+  if (!tls_keyed) {
+    pthread_once(&tls_once, tls_key_create);
+    if (!tls_key_ok || pthread_setspecific(tls_key, &tls_buf) != 0)
+      return NULL;
+    tls_keyed = true;
+  }
+  return &tls_buf;
+}
 
 int wp__log_open(wp__log **out, enum wp__log_format fmt,
                  enum wp__log_level level, const char *path, char *err,
@@ -207,7 +233,6 @@ int wp__log_open(wp__log **out, enum wp__log_format fmt,
     l->own_fd = true;
   }
   pthread_mutex_init(&l->mu, NULL);
-  wp__buf_init(&l->buf);
   atomic_init(&l->lost, 0);
   *out = l;
   return 0;
@@ -221,12 +246,17 @@ void wp__log_write(wp__log *l, enum wp__log_level level, const char *msg,
                    const wp__log_field *fields, size_t nfields) {
   if (!wp__log_enabled(l, level)) return;
   int64_t now = wp__unix_now_ns();
+  wp__buf local, *b = thread_buf();
+  if (!b) {
+    wp__buf_init(&local);
+    b = &local;
+  }
+  wp__buf_reset(b);
+  wp__log_format_record(b, l->fmt, now, level, msg, fields, nfields);
+  bool ok = !b->oom;
+  const char *p = b->data;
+  size_t left = ok ? b->len : 0;
   pthread_mutex_lock(&l->mu);
-  wp__buf_reset(&l->buf);
-  wp__log_format_record(&l->buf, l->fmt, now, level, msg, fields, nfields);
-  bool ok = !l->buf.oom;
-  const char *p = l->buf.data;
-  size_t left = ok ? l->buf.len : 0;
   while (left > 0) {
     ssize_t w = write(l->fd, p, left);
     if (w < 0 && errno == EINTR) continue;
@@ -238,6 +268,7 @@ void wp__log_write(wp__log *l, enum wp__log_level level, const char *msg,
     left -= (size_t)w;
   }
   pthread_mutex_unlock(&l->mu);
+  if (b == &local) wp__buf_free(&local);
   if (!ok) atomic_fetch_add(&l->lost, 1);
 }
 
@@ -248,7 +279,6 @@ uint64_t wp__log_lost(const wp__log *l) {
 void wp__log_close(wp__log *l) {
   if (!l) return;
   if (l->own_fd) close(l->fd);
-  wp__buf_free(&l->buf);
   pthread_mutex_destroy(&l->mu);
   free(l);
 }

@@ -12,8 +12,8 @@
  *
  * Pure encoders (wp__log_format_record, wp__logfmt_value, wp__rfc3339_ms)
  * have no I/O and no globals: unit-tested and fuzzed directly. The logger
- * (wp__log_*) is thread-safe: a record is written whole with one write(2)
- * under its mutex.
+ * (wp__log_*) is thread-safe: each thread formats a record in a buffer of
+ * its own, then writes it whole with one write(2) under the logger's mutex.
  */
 #ifndef WPOOL_OBS_LOG_H
 #define WPOOL_OBS_LOG_H
