@@ -1,7 +1,9 @@
 /* Fault injection in the library (failalloc.h): every allocation and every
  * thread creation of a pool's life cycle fails in turn, one per round:
- * create (4 workers, a retry policy, a results callback), submit 24 jobs
- * (a third fail once and are retried through the timer queue), drain,
+ * create (4 workers, a retry policy, a results callback; in a second
+ * sweep also a metrics registry made in the round, so that registering the
+ * pool's series and its collector fail in turn too), submit 24 jobs (a
+ * third fail once and are retried through the timer queue), drain,
  * destroy; and the same for contexts with deadlines (the timer thread)
  * and channels. Each round: the call that met the failure returns
  * WP_ENOMEM or WP_ESYSTEM with nothing left behind (*out NULL; ASan's leak
@@ -42,11 +44,55 @@ static void on_result(const wp_result *res, void *userdata) {
   if (res->id >= 1 && res->id <= JOBS) atomic_fetch_add(&results[res->id], 1);
 }
 
-/* One life cycle. Returns how it ended, for the counts. */
-static int pool_round(unsigned workers) {
+/* A counter of m's, or NULL when looking it up failed (the armed failure
+ * may be met there too: the lookup builds the series' key). */
+static wp_counter *counter(wp_metrics *m, const char *name,
+                           const char *const *labels) {
+  wp_counter *c = (wp_counter *)1;
+  int rc = wp_metrics_counter(m, name, "", labels, &c);
+  if (rc != 0) {
+    ASSERT_EQ(rc, WP_ENOMEM);
+    ASSERT(c == NULL);
+    ASSERT(wp_fail_happened());
+  }
+  return c;
+}
+
+/* The pool's counters agree with the results: every accepted job
+ * submitted, completed ok (its retry succeeds), attempted once more if its
+ * first attempt failed. */
+static void check_metrics(wp_metrics *m, const bool *accepted) {
+  uint64_t n = 0, retried = 0;
+  for (int id = 1; id <= JOBS; id++) {
+    n += accepted[id];
+    retried += accepted[id] && id % 3 == 0;
+  }
+  wp_counter *c = counter(m, "wpool_jobs_submitted_total", NULL);
+  if (c) ASSERT_EQ(wp_counter_value(c), n);
+  c = counter(m, "wpool_jobs_completed_total",
+              (const char *[]){"outcome", "ok", NULL});
+  if (c) ASSERT_EQ(wp_counter_value(c), n);
+  c = counter(m, "wpool_attempts_total", NULL);
+  if (c) ASSERT_EQ(wp_counter_value(c), n + retried);
+}
+
+/* One life cycle, with a registry of its own if with_metrics. Returns how
+ * it ended, for the counts. */
+static int pool_round(unsigned workers, bool with_metrics) {
   for (int i = 0; i <= JOBS; i++) atomic_store(&results[i], 0);
   bool accepted[JOBS + 1];
   memset(accepted, 0, sizeof accepted);
+  wp_metrics *m = NULL;
+  if (with_metrics) {
+    m = (wp_metrics *)1;
+    int rc = wp_metrics_create(&m);
+    if (rc != 0) {
+      ASSERT_EQ(rc, WP_ENOMEM);
+      ASSERT(m == NULL);
+      ASSERT(wp_fail_happened());
+      return rc;
+    }
+  }
   wp_pool_config cfg;
   memset(&cfg, 0, sizeof cfg);
   cfg.workers = workers;
@@ -57,12 +103,14 @@ static int pool_round(unsigned workers) {
   cfg.retry.base_ns = 100000;
   cfg.retry.cap_ns = 1000000;
   cfg.seed = 1;
+  cfg.metrics = m;
   wp_pool *p = (wp_pool *)1;
   int rc = wp_pool_create(&cfg, &p);
   if (rc != 0) {
     ASSERT(rc == WP_ENOMEM || rc == WP_ESYSTEM);
     ASSERT(p == NULL);
     ASSERT(wp_fail_happened());
+    wp_metrics_destroy(m);
     return rc;
   }
   for (uint64_t id = 1; id <= JOBS; id++) {
@@ -78,24 +126,40 @@ static int pool_round(unsigned workers) {
     if (atomic_load(&results[id]) != (accepted[id] ? 1 : 0))
       WP_FAIL_("job %d: %d results, accepted %d", id,
                atomic_load(&results[id]), accepted[id]);
+  if (m) check_metrics(m, accepted);
+  wp_metrics_destroy(m);
   return 0;
 }
 
-TEST(pool_every_allocation_fails_in_turn) {
-  bound_start();
+/* Every allocation of a round fails in turn; returns how many rounds
+ * failed to create (the registry or the pool). */
+static int allocation_sweep(bool with_metrics, long *sites) {
   long n;
   int failed_create = 0;
   for (n = 1; n < MAX_ROUNDS; n++) {
     wp_fail_at(n, 0);
-    if (pool_round(4) != 0) failed_create++;
+    if (pool_round(4, with_metrics) != 0) failed_create++;
     bool hit = wp_fail_happened();
     wp_fail_at(0, 0);
     if (!hit) break;
   }
-  fprintf(stderr, "pool: %ld allocation sites tried, %d failed create\n",
-          n - 1, failed_create);
-  ASSERT_GT(n, 1);
-  ASSERT_GT(failed_create, 0);
+  *sites = n - 1;
+  fprintf(stderr, "pool%s: %ld allocation sites tried, %d failed create\n",
+          with_metrics ? " with metrics" : "", n - 1, failed_create);
+  return failed_create;
+}
+
+TEST(pool_every_allocation_fails_in_turn) {
+  bound_start();
+  long plain, metered;
+  int failed_plain = allocation_sweep(false, &plain);
+  ASSERT_GT(plain, 0);
+  ASSERT_GT(failed_plain, 0);
+  /* With a registry: its creation, each series the pool registers and the
+   * collector it adds are more sites, each failing the create. */
+  int failed_metered = allocation_sweep(true, &metered);
+  ASSERT_GT(metered, plain);
+  ASSERT_GT(failed_metered, failed_plain);
 }
 
 /* Found by this sweep (its last round has no failure), and at the same
@@ -106,7 +170,7 @@ TEST(pool_every_allocation_fails_in_turn) {
 TEST(shutdown_with_retries_pending_joins_every_worker) {
   bound_start();
   int rounds = (int)(500 * wp_test_scale());
-  for (int i = 0; i < rounds; i++) ASSERT_EQ(pool_round(4), 0);
+  for (int i = 0; i < rounds; i++) ASSERT_EQ(pool_round(4, false), 0);
 }
 
 TEST(pool_every_thread_creation_fails_in_turn) {
@@ -114,7 +178,7 @@ TEST(pool_every_thread_creation_fails_in_turn) {
   long m;
   for (m = 1; m < MAX_ROUNDS; m++) {
     wp_fail_at(0, m);
-    int rc = pool_round(4);
+    int rc = pool_round(4, false);
     bool hit = wp_fail_happened();
     wp_fail_at(0, 0);
     if (!hit) {
