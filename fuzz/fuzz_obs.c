@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "fuzz.h"
+#include "fuzz_json.h"
 #include "fuzz_util.h"
 #include "obs/log.h"
 #include "obs/prom.h"
@@ -35,42 +36,19 @@ static bool ts_ok(const char *s, size_t n) {
   return true;
 }
 
-static void check_text_value(json_t *v, const char *want, size_t n,
-                             const char *what) {
-  FUZZ_CHECK(json_is_string(v), "%s is not a string", what);
-  const char *got = json_string_value(v);
-  size_t gl = json_string_length(v);
-  if (utf8_valid((const unsigned char *)want, n))
-    FUZZ_CHECK(gl == n && memcmp(got, want, n) == 0, "%s not kept", what);
-  else
-    FUZZ_CHECK(gl >= 3 && memmem(got, gl, "\xEF\xBF\xBD", 3),
-               "%s: invalid UTF-8 without U+FFFD", what);
-}
-
 static const char *const keys[] = {"url", "n", "u", "d", "b", "z"};
 
 static void check_json(const wp__buf *b, const char *msg, const char *url,
                        size_t ul, const wp__log_field *f) {
-  FUZZ_CHECK(b->len && b->data[b->len - 1] == '\n' &&
-                 !memchr(b->data, '\n', b->len - 1),
-             "not one line");
-  json_error_t e;
-  json_t *o = json_loadb(b->data, b->len - 1, JSON_ALLOW_NUL, &e);
-  FUZZ_CHECK(o && json_is_object(o), "Jansson: %s: %.*s", e.text, (int)b->len,
-             b->data);
   static const char *const order[] = {"ts", "level", "msg", "url", "n",
                                       "u",  "d",     "b",   "z"};
-  FUZZ_CHECK(json_object_size(o) == 9, "%zu keys", json_object_size(o));
-  void *it = json_object_iter(o);
-  for (size_t i = 0; i < 9; i++, it = json_object_iter_next(o, it))
-    FUZZ_CHECK(it && strcmp(json_object_iter_key(it), order[i]) == 0, "key %zu",
-               i);
+  json_t *o = json_object_line(b->data, b->len, order, 9);
   json_t *ts = json_object_get(o, "ts");
   FUZZ_CHECK(json_is_string(ts) &&
                  ts_ok(json_string_value(ts), json_string_length(ts)),
              "ts");
-  check_text_value(json_object_get(o, "msg"), msg, strlen(msg), "msg");
-  check_text_value(json_object_get(o, "url"), url, ul, "url");
+  check_json_text(json_object_get(o, "msg"), msg, strlen(msg), "msg");
+  check_json_text(json_object_get(o, "url"), url, ul, "url");
   FUZZ_CHECK(json_integer_value(json_object_get(o, "n")) == f[1].i, "n");
   json_t *u = json_object_get(o, "u");
   /* Jansson's integers are signed 64-bit: above INT64_MAX it refuses the
@@ -142,8 +120,8 @@ static void check_logfmt(const wp__buf *b, const char *msg, const char *url,
     FUZZ_CHECK(v, "value %zu", i);
     if (i == 0)
       FUZZ_CHECK(ts_ok(json_string_value(v), json_string_length(v)), "ts");
-    if (i == 2) check_text_value(v, msg, strlen(msg), "msg");
-    if (i == 3) check_text_value(v, url, ul, "url");
+    if (i == 2) check_json_text(v, msg, strlen(msg), "msg");
+    if (i == 3) check_json_text(v, url, ul, "url");
     json_decref(v);
     if (p < end) {
       FUZZ_CHECK(*p == ' ', "no space between pairs");

@@ -15,7 +15,6 @@
  *    and error byte for byte (CSV has no escapes);
  *  - text: one line ending in LF with no other control byte.
  */
-#define _GNU_SOURCE /* memmem */
 #include <csv.h>
 #include <jansson.h>
 #include <math.h>
@@ -24,26 +23,10 @@
 
 #include "cli/parse.h"
 #include "fuzz.h"
+#include "fuzz_json.h"
 #include "fuzz_util.h"
 
 #define HDR 32
-
-static bool has_fffd(const char *s, size_t n) {
-  return n >= 3 && memmem(s, n, "\xEF\xBF\xBD", 3) != NULL;
-}
-
-/* A JSON string value compared with the bytes it was made from. */
-static void check_json_text(json_t *v, const char *want, size_t n,
-                            const char *what) {
-  FUZZ_CHECK(json_is_string(v), "%s is not a string", what);
-  const char *got = json_string_value(v);
-  size_t gl = json_string_length(v);
-  if (utf8_valid((const unsigned char *)want, n))
-    FUZZ_CHECK(gl == n && memcmp(got, want, n) == 0,
-               "%s: valid UTF-8 not kept byte for byte", what);
-  else
-    FUZZ_CHECK(has_fffd(got, gl), "%s: invalid UTF-8 without U+FFFD", what);
-}
 
 static double clamp_ms(double v) {
   if (!(v > 0)) return 0;
@@ -52,19 +35,9 @@ static double clamp_ms(double v) {
 }
 
 static void check_jsonl(const wp__buf *b, const wp__outrec *r) {
-  FUZZ_CHECK(b->len > 0 && b->data[b->len - 1] == '\n', "no final LF");
-  FUZZ_CHECK(memchr(b->data, '\n', b->len - 1) == NULL, "LF inside a line");
-  json_error_t e;
-  json_t *o = json_loadb(b->data, b->len - 1, JSON_ALLOW_NUL, &e);
-  FUZZ_CHECK(o, "Jansson: %s at %d: %.*s", e.text, e.position, (int)b->len,
-             b->data);
-  FUZZ_CHECK(json_is_object(o) && json_object_size(o) == 8, "not 8 keys");
-  static const char *keys[] = {"id",    "url",      "ok",         "status",
-                               "error", "attempts", "elapsed_ms", "bytes"};
-  void *it = json_object_iter(o);
-  for (size_t i = 0; i < 8; i++, it = json_object_iter_next(o, it))
-    FUZZ_CHECK(it && strcmp(json_object_iter_key(it), keys[i]) == 0,
-               "key %zu is not %s", i, keys[i]);
+  static const char *const keys[] = {
+      "id", "url", "ok", "status", "error", "attempts", "elapsed_ms", "bytes"};
+  json_t *o = json_object_line(b->data, b->len, keys, 8);
   json_t *v = json_object_get(o, "id");
   FUZZ_CHECK(json_is_integer(v) && (uint64_t)json_integer_value(v) == r->id,
              "id");
