@@ -201,8 +201,7 @@ static void tls_key_create(void) {
 static wp__buf *thread_buf(void) {
   if (!tls_keyed) {
     pthread_once(&tls_once, tls_key_create);
-    if (!tls_key_ok || pthread_setspecific(tls_key, &tls_buf) != 0)
-      return NULL;
+    if (!tls_key_ok || pthread_setspecific(tls_key, &tls_buf) != 0) return NULL;
     tls_keyed = true;
   }
   return &tls_buf;

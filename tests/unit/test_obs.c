@@ -133,9 +133,8 @@ TEST(log_records_whole_from_many_threads) {
   close(fd);
   wp__log *l;
   char err[256];
-  ASSERT_EQ(wp__log_open(&l, WP__LOG_LOGFMT, WP__LOG_INFO, path, err,
-                         sizeof err),
-            0);
+  ASSERT_EQ(
+      wp__log_open(&l, WP__LOG_LOGFMT, WP__LOG_INFO, path, err, sizeof err), 0);
   pthread_barrier_t go;
   ASSERT_EQ(pthread_barrier_init(&go, NULL, LOG_THREADS), 0);
   thr t[LOG_THREADS];
