@@ -92,9 +92,9 @@ enum {
 };
 
 /* Looks job id up (the producer's own connection). Returns a WP__STATE_*
- * value (attempts and run_at_unix_ns filled for RETRY), or -1 with a message
- * in err: the state holds another URL for this job (the input changed), or
- * a database error. */
+ * value (attempts and run_at_unix_ns filled for RETRY); -2 when the state
+ * holds another URL for this job (the input changed; err quotes the stored
+ * URL); -1 on a database error (message in err). */
 int wp__state_lookup(wp__state *s, uint64_t id, const char *url, size_t len,
                      unsigned *attempts, int64_t *run_at_unix_ns, char *err,
                      size_t errlen);
