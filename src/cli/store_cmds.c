@@ -84,14 +84,15 @@ int wp__cmd_results(int argc, char **argv) {
         break;
       case 'h':
         printf(
-            "Usage: wpool results (--state FILE | --db URL [--queue NAME])\n"
+            "Usage: wpool results (--state FILE | [--db URL] [--queue NAME])\n"
             "                     [-f text|jsonl|csv] [-o FILE]\n\n"
             "Prints every job's final result exactly once, in ID order, in "
             "the\nformats of 'wpool fetch' (see 'wpool fetch --help').\n"
             "  --state FILE   the SQLite state of 'wpool fetch --state FILE'\n"
-            "  --db URL       the PostgreSQL queue of 'wpool work' (or\n"
-            "                 WPOOL_DATABASE_URL; libpq's PG* variables work "
-            "too)\n"
+            "  --db URL       the PostgreSQL queue of 'wpool work' (the "
+            "default:\n"
+            "                 WPOOL_DATABASE_URL, else libpq's PG* "
+            "variables)\n"
             "  --queue NAME   with --db: that queue only (default: all)\n"
             "Jobs without a final result (not run yet, running, waiting for a\n"
             "retry) are not printed.\n");
@@ -108,9 +109,10 @@ int wp__cmd_results(int argc, char **argv) {
     usage("results", "unexpected argument '%s'", argv[optind]);
     return EXIT_USAGE;
   }
-  if (!db && !state) db = getenv("WPOOL_DATABASE_URL");
-  if ((state != NULL) == (db != NULL)) {
-    usage("results", "give exactly one of --state FILE and --db URL");
+  /* Neither: the queue of $WPOOL_DATABASE_URL or libpq's PG* variables
+   * (wp__pg_conninfo), as migrate, enqueue and status. */
+  if (state && db) {
+    usage("results", "give one of --state FILE and --db URL, not both");
     return EXIT_USAGE;
   }
   out_ctx o = {.out = stdout, .fmt = fmt};

@@ -407,6 +407,14 @@ def test_pg_migrate_enqueue_work_results_status():
             eq(counts.get(p), 1, "requests for %s" % p)
         rows = parse_csv(results_db(pg.url, "csv").out)[1]
         eq(len(rows), 151, "csv rows")
+        # Neither --db nor --state: libpq's PG* variables, as the other commands.
+        env = {k: v for k, v in os.environ.items() if k != "WPOOL_DATABASE_URL"}
+        env.update(PGHOST="127.0.0.1", PGPORT=str(pg.port), PGUSER="postgres", PGDATABASE="postgres")
+        r = wpool(["results", "--format", "csv"], env=env)
+        eq((r.rc, r.out), (0, results_db(pg.url, "csv").out), "results from PG* (%r)" % r)
+        r = wpool(["results", "--state", os.path.join(d, "s.db"), "--db", pg.url])
+        eq(r.rc, 2, "results with --state and --db (%r)" % r)
+        check(b"not both" in r.err, "results says why: %r" % r.err)
         # status: by state, and never the password.
         pw_url = "postgresql://postgres:Sekr1t-pw@127.0.0.1:%d/postgres" % pg.port
         r = wpool(["status", "--db", pw_url])
