@@ -207,6 +207,13 @@ int wp__qrunner_create(const wp__qrunner_config *cfg, wp__qrunner **out,
   r->cfg = *cfg;
   if (r->cfg.lease_ns <= 0) r->cfg.lease_ns = 30000000000LL;
   if (r->cfg.renew_ns <= 0) r->cfg.renew_ns = r->cfg.lease_ns / 3;
+  if (r->cfg.renew_ns > r->cfg.lease_ns / 3) {
+    /* Three renewals a lease: one missed heartbeat must not lose it (the
+     * heartbeat gives up after three misses in a row). */
+    snprintf(err, errlen, "--renew must be at most a third of --lease");
+    free(r);
+    return -1;
+  }
   if (r->cfg.batch == 0) r->cfg.batch = 64;
   if (r->cfg.retry.max_attempts == 0) r->cfg.retry.max_attempts = 1;
   r->wakefd = -1;

@@ -36,7 +36,8 @@ typedef struct wp__qrunner_config {
   const char *conninfo; /* NULL: WPOOL_DATABASE_URL or libpq's PG* */
   const char *queue;    /* "default" if NULL */
   int64_t lease_ns;     /* a claim's lease (default 30 s) */
-  int64_t renew_ns;     /* heartbeat interval (default lease / 3) */
+  int64_t renew_ns;     /* heartbeat interval (default and at most
+                           lease / 3: create refuses more) */
   unsigned batch;       /* jobs per claim (default 64) */
   bool exit_when_empty; /* return once the queue holds nothing to run */
   wp_pool *pool;        /* where claimed jobs go (max_attempts must be 1) */

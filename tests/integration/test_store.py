@@ -600,5 +600,20 @@ def test_pg_enqueue_a_million_urls_with_flat_memory():
         check(big <= small + 2048, "memory grew with the input: %d KiB vs %d KiB" % (big, small))
 
 
+def test_work_renew_above_a_third_of_the_lease_is_a_usage_error():
+    """Checked before connecting: no database needed (the port is dead)."""
+    dead = "postgresql://postgres@127.0.0.1:%d/postgres" % _free_port()
+    for lease, renew in (("3s", "1001ms"), ("30s", "11s"), (None, "10001ms")):
+        args = ["work", "--db", dead, "--renew", renew] + (["--lease", lease] if lease else [])
+        r = wpool(args)
+        eq(r.rc, 2, "%s (%r)" % (" ".join(args[3:]), r))
+        check(b"--renew must be at most a third of --lease" in r.err, "says why: %r" % r.err)
+    # A third exactly (and the defaults) pass the check: the next error is the database's.
+    for extra in (["--lease", "3s", "--renew", "1s"], ["--lease", "3s"], []):
+        r = wpool(["work", "--db", dead] + extra)
+        eq(r.rc, 2, "%r on a dead port (%r)" % (extra, r))
+        check(b"third" not in r.err and b"PostgreSQL" in r.err, "%r: the database's error: %r" % (extra, r.err))
+
+
 if __name__ == "__main__":
     sys.exit(h.main(globals(), sys.argv))
