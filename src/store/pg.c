@@ -15,9 +15,10 @@
  * claim back). A lease is renewed by the worker's heartbeat; a lease that
  * expired (the worker was killed, its machine is gone, or it stalled) is
  * taken back by any worker's heartbeat and the job runs again: the one way a
- * job runs twice. The end of a job is recorded only while the worker still
- * holds it (worker = me AND state = 1), so a worker whose lease expired
- * cannot overwrite the result of the worker that took the job over.
+ * job runs twice. The end of a job is recorded only while the claim that ran
+ * it still holds it (worker = me AND state = 1 AND attempts = the claim's
+ * attempt number, a fencing token), so a worker whose lease expired cannot
+ * overwrite the result of a later claim, even one of its own.
  *
  * Passwords: our messages never quote the connection string; libpq's error
  * messages go through wp__pg_redact() anyway.
@@ -141,18 +142,30 @@ void wp__pg_close(wp__pg *pg) {
   free(pg);
 }
 
-/* Runs a command without results; 0 or -1. */
-static int exec_cmd(wp__pg *pg, const char *sql, const char *what, char *err,
-                    size_t errlen) {
-  PGresult *r = PQexec(pg->c, sql);
-  int st = PQresultStatus(r);
-  if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+/* Runs sql (with PQexec when nparams is 0, so a string of several
+ * statements works; else with text parameters) and returns its result if
+ * its status is want (the caller PQclears it); else NULL with the message
+ * "PostgreSQL: what: ..." in err. */
+static PGresult *pg_q(wp__pg *pg, const char *sql, int nparams,
+                      const char *const *params, ExecStatusType want,
+                      const char *what, char *err, size_t errlen) {
+  PGresult *r = nparams == 0 ? PQexec(pg->c, sql)
+                             : PQexecParams(pg->c, sql, nparams, NULL, params,
+                                            NULL, NULL, 0);
+  if (PQresultStatus(r) != want) {
     pg_err(pg, err, errlen, what, r);
     PQclear(r);
-    return -1;
+    return NULL;
   }
+  return r;
+}
+
+/* Runs a command (or several) without results; 0 or -1. */
+static int exec_cmd(wp__pg *pg, const char *sql, const char *what, char *err,
+                    size_t errlen) {
+  PGresult *r = pg_q(pg, sql, 0, NULL, PGRES_COMMAND_OK, what, err, errlen);
   PQclear(r);
-  return 0;
+  return r ? 0 : -1;
 }
 
 /* ---- schema ---------------------------------------------------------------
@@ -193,23 +206,17 @@ static const char *const migrations[] = {
 
 /* The version now (0: no schema), or -1 on error. */
 static int schema_version(wp__pg *pg, char *err, size_t errlen) {
+  static const char what[] = "reading the schema version";
   PGresult *r =
-      PQexec(pg->c, "SELECT to_regclass('wpool_schema_version') IS NOT NULL");
-  if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-    pg_err(pg, err, errlen, "reading the schema version", r);
-    PQclear(r);
-    return -1;
-  }
+      pg_q(pg, "SELECT to_regclass('wpool_schema_version') IS NOT NULL", 0,
+           NULL, PGRES_TUPLES_OK, what, err, errlen);
+  if (!r) return -1;
   bool exists = PQgetvalue(r, 0, 0)[0] == 't';
   PQclear(r);
   if (!exists) return 0;
-  r = PQexec(pg->c,
-             "SELECT coalesce(max(version), 0) FROM wpool_schema_version");
-  if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-    pg_err(pg, err, errlen, "reading the schema version", r);
-    PQclear(r);
-    return -1;
-  }
+  r = pg_q(pg, "SELECT coalesce(max(version), 0) FROM wpool_schema_version",
+           0, NULL, PGRES_TUPLES_OK, what, err, errlen);
+  if (!r) return -1;
   int v = (int)strtol(PQgetvalue(r, 0, 0), NULL, 10); /* an int4 */
   PQclear(r);
   return v;
@@ -319,10 +326,9 @@ int wp__pg_enqueue_begin(wp__pg *pg, const char *queue, char *err,
   pg->copylen = 0;
   pg->batch_n = 0;
   if (exec_cmd(pg, "BEGIN", "enqueue", err, errlen) != 0) return -1;
-  PGresult *r = PQexec(pg->c, "COPY wpool_jobs (queue, url, bad) FROM STDIN");
-  if (PQresultStatus(r) != PGRES_COPY_IN) {
-    pg_err(pg, err, errlen, "enqueue (COPY)", r);
-    PQclear(r);
+  PGresult *r = pg_q(pg, "COPY wpool_jobs (queue, url, bad) FROM STDIN", 0,
+                     NULL, PGRES_COPY_IN, "enqueue (COPY)", err, errlen);
+  if (!r) {
     PQclear(PQexec(pg->c, "ROLLBACK"));
     return -1;
   }
@@ -429,21 +435,22 @@ int wp__pg_claim(wp__pg *pg, const char *queue, const char *worker,
   snprintf(lease, sizeof lease, "%.3f", (double)lease_ns / 1e9);
   snprintf(lim, sizeof lim, "%u", max);
   const char *params[4] = {queue, lim, lease, worker};
-  PGresult *r = PQexecParams(
-      pg->c,
+  PGresult *r = pg_q(
+      pg,
       "UPDATE wpool_jobs j SET state = 1, attempts = j.attempts + 1,"
       " lease_until = now() + $3::float8 * interval '1 second', worker = $4"
       " WHERE j.id IN (SELECT id FROM wpool_jobs WHERE queue = $1"
       "  AND state = 0 AND run_at <= now() ORDER BY run_at, id"
       "  LIMIT $2::int FOR UPDATE SKIP LOCKED)"
       " RETURNING j.id, j.url, j.bad, j.attempts",
-      4, NULL, params, NULL, NULL, 0);
-  if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-    pg_err(pg, err, errlen, "claiming jobs", r);
+      4, params, PGRES_TUPLES_OK, "claiming jobs", err, errlen);
+  if (!r) return -1;
+  int n = PQntuples(r);
+  if ((unsigned)n > max) { /* LIMIT says it cannot be: never overrun cb's */
+    snprintf(err, errlen, "claiming jobs: %d rows for a batch of %u", n, max);
     PQclear(r);
     return -1;
   }
-  int n = PQntuples(r);
   /* RETURNING comes in no particular order: hand them out by ID. Small n
    * (a batch): an insertion order over indexes. */
   int *ord = malloc(sizeof *ord * (size_t)(n > 0 ? n : 1));
@@ -488,9 +495,8 @@ int wp__pg_claim(wp__pg *pg, const char *queue, const char *worker,
       rc = -1;
       break;
     }
-    int stop = cb(&j, userdata);
+    cb(&j, userdata);
     free(url);
-    if (stop) break;
   }
   free(ord);
   PQclear(r);
@@ -510,8 +516,9 @@ static void array_text(wp__buf *b, const char *s) {
 int wp__pg_finish(wp__pg *pg, const char *worker, const wp__qdone *d, size_t n,
                   char *err, size_t errlen) {
   if (n == 0) return 0;
-  wp__buf a[9];
-  for (int i = 0; i < 9; i++) {
+  enum { NARR = 10 };
+  wp__buf a[NARR];
+  for (int i = 0; i < NARR; i++) {
     wp__buf_init(&a[i]);
     wp__buf_append(&a[i], "{", 1);
   }
@@ -545,20 +552,21 @@ int wp__pg_finish(wp__pg *pg, const char *worker, const wp__qdone *d, size_t n,
     wp__buf_printf(&a[7], "%s%.3f", sep,
                    x->kind == WP__Q_RETRY ? (double)x->delay_ns / 1e6 : 0.0);
     wp__buf_printf(&a[8], "%s%d", sep, x->kind == WP__Q_RELEASE ? 1 : 0);
+    wp__buf_printf(&a[9], "%s%u", sep, x->attempts);
   }
   int rc = 0;
-  for (int i = 0; i < 9; i++) {
+  for (int i = 0; i < NARR; i++) {
     wp__buf_append(&a[i], "}", 1);
     if (a[i].oom) rc = -1;
   }
   if (rc != 0) {
     snprintf(err, errlen, "out of memory");
   } else {
-    const char *params[10] = {worker,    a[0].data, a[1].data, a[2].data,
+    const char *params[11] = {worker,    a[0].data, a[1].data, a[2].data,
                               a[3].data, a[4].data, a[5].data, a[6].data,
-                              a[7].data, a[8].data};
-    PGresult *r = PQexecParams(
-        pg->c,
+                              a[7].data, a[8].data, a[9].data};
+    PGresult *r = pg_q(
+        pg,
         "UPDATE wpool_jobs j SET state = v.st, ok = v.ok, status = v.status,"
         " error = v.error, elapsed_ms = v.ms, bytes = v.bytes,"
         " run_at = CASE WHEN v.st = 0"
@@ -567,21 +575,19 @@ int wp__pg_finish(wp__pg *pg, const char *worker, const wp__qdone *d, size_t n,
         " finished_at = CASE WHEN v.st >= 2 THEN now() END"
         " FROM unnest($2::bigint[], $3::smallint[], $4::boolean[],"
         "  $5::integer[], $6::text[], $7::float8[], $8::bigint[],"
-        "  $9::float8[], $10::integer[])"
-        "  AS v(id, st, ok, status, error, ms, bytes, delay, unclaim)"
-        " WHERE j.id = v.id AND j.worker = $1 AND j.state = 1",
-        10, NULL, params, NULL, NULL, 0);
-    if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-      pg_err(pg, err, errlen, "recording results", r);
-      rc = -1;
-    }
+        "  $9::float8[], $10::integer[], $11::integer[])"
+        "  AS v(id, st, ok, status, error, ms, bytes, delay, unclaim, claim)"
+        " WHERE j.id = v.id AND j.worker = $1 AND j.state = 1"
+        "  AND j.attempts = v.claim",
+        11, params, PGRES_COMMAND_OK, "recording results", err, errlen);
+    if (!r) rc = -1;
     PQclear(r);
     /* Tell idle workers: released jobs are available now, and one that
      * waits for the queue to be empty (--exit-when-empty) may be done. One
      * NOTIFY a batch; PostgreSQL folds duplicates within a transaction. */
     if (rc == 0) PQclear(PQexec(pg->c, "NOTIFY wpool_jobs"));
   }
-  for (int i = 0; i < 9; i++) wp__buf_free(&a[i]);
+  for (int i = 0; i < NARR; i++) wp__buf_free(&a[i]);
   return rc;
 }
 
@@ -595,31 +601,32 @@ int wp__pg_heartbeat(wp__pg *pg, const char *worker, const char *queue,
   /* The renewal and the take-back never wait for a row lock (SKIP LOCKED):
    * a row locked now is being finished, and a statement that waits while
    * holding other rows could deadlock with a finish of another order. */
-  PGresult *r = PQexecParams(
-      pg->c,
+  PGresult *r = pg_q(
+      pg,
       "UPDATE wpool_jobs SET lease_until = now() + $2::float8 * interval '1 "
       "second' WHERE id IN (SELECT id FROM wpool_jobs WHERE worker = $1"
       " AND state = 1 FOR UPDATE SKIP LOCKED)",
-      2, NULL, p2, NULL, NULL, 0);
-  if (PQresultStatus(r) != PGRES_COMMAND_OK) goto fail;
+      2, p2, PGRES_COMMAND_OK, "heartbeat", err, errlen);
+  if (!r) return -1;
   PQclear(r);
   const char *p5[5] = {worker, queue, host, pid, lease};
-  r = PQexecParams(pg->c,
-                   "INSERT INTO wpool_workers(id, queue, host, pid, lease_s)"
-                   " VALUES ($1, $2, $3, $4::int, $5::float8)"
-                   " ON CONFLICT (id) DO UPDATE SET seen_at = now()",
-                   5, NULL, p5, NULL, NULL, 0);
-  if (PQresultStatus(r) != PGRES_COMMAND_OK) goto fail;
+  r = pg_q(pg,
+           "INSERT INTO wpool_workers(id, queue, host, pid, lease_s)"
+           " VALUES ($1, $2, $3, $4::int, $5::float8)"
+           " ON CONFLICT (id) DO UPDATE SET seen_at = now()",
+           5, p5, PGRES_COMMAND_OK, "heartbeat", err, errlen);
+  if (!r) return -1;
   PQclear(r);
   /* Expired leases, of any worker: back to available. Workers not seen for
    * ten leases are forgotten. */
-  r = PQexec(pg->c,
-             "WITH t AS (UPDATE wpool_jobs SET state = 0, worker = NULL,"
-             " lease_until = NULL, run_at = now()"
-             " WHERE id IN (SELECT id FROM wpool_jobs WHERE state = 1"
-             " AND lease_until < now() FOR UPDATE SKIP LOCKED) RETURNING 1)"
-             " SELECT count(*) FROM t");
-  if (PQresultStatus(r) != PGRES_TUPLES_OK) goto fail;
+  r = pg_q(pg,
+           "WITH t AS (UPDATE wpool_jobs SET state = 0, worker = NULL,"
+           " lease_until = NULL, run_at = now()"
+           " WHERE id IN (SELECT id FROM wpool_jobs WHERE state = 1"
+           " AND lease_until < now() FOR UPDATE SKIP LOCKED) RETURNING 1)"
+           " SELECT count(*) FROM t",
+           0, NULL, PGRES_TUPLES_OK, "heartbeat", err, errlen);
+  if (!r) return -1;
   *reaped = strtol(PQgetvalue(r, 0, 0), NULL, 10);
   PQclear(r);
   if (*reaped > 0) PQclear(PQexec(pg->c, "NOTIFY wpool_jobs"));
@@ -627,23 +634,18 @@ int wp__pg_heartbeat(wp__pg *pg, const char *worker, const char *queue,
                  "DELETE FROM wpool_workers WHERE seen_at <"
                  " now() - 10 * lease_s * interval '1 second'"));
   return 0;
-fail:
-  pg_err(pg, err, errlen, "heartbeat", r);
-  PQclear(r);
-  return -1;
 }
 
 int wp__pg_unregister(wp__pg *pg, const char *worker, char *err,
                       size_t errlen) {
   const char *p1[1] = {worker};
-  PGresult *r = PQexecParams(
-      pg->c,
+  PGresult *r = pg_q(
+      pg,
       "UPDATE wpool_jobs SET state = 0, worker = NULL, lease_until = NULL,"
       " attempts = attempts - 1 WHERE worker = $1 AND state = 1",
-      1, NULL, p1, NULL, NULL, 0);
-  int rc = PQresultStatus(r) == PGRES_COMMAND_OK ? 0 : -1;
-  if (rc != 0) pg_err(pg, err, errlen, "releasing jobs", r);
-  bool released = rc == 0 && strcmp(PQcmdTuples(r), "0") != 0;
+      1, p1, PGRES_COMMAND_OK, "releasing jobs", err, errlen);
+  int rc = r ? 0 : -1;
+  bool released = r && strcmp(PQcmdTuples(r), "0") != 0;
   PQclear(r);
   if (released) PQclear(PQexec(pg->c, "NOTIFY wpool_jobs"));
   r = PQexecParams(pg->c, "DELETE FROM wpool_workers WHERE id = $1", 1, NULL,
@@ -689,8 +691,8 @@ int wp__pg_queue_counts(wp__pg *pg, const char *queue, int64_t *ready,
                         int64_t *waiting, int64_t *running,
                         int64_t *next_due_ns, char *err, size_t errlen) {
   const char *p1[1] = {queue};
-  PGresult *r = PQexecParams(
-      pg->c,
+  PGresult *r = pg_q(
+      pg,
       /* Each on a partial index: never a scan of the finished jobs. */
       "SELECT (SELECT count(*) FROM wpool_jobs WHERE queue = $1"
       "  AND state = 0 AND run_at <= now()),"
@@ -700,12 +702,8 @@ int wp__pg_queue_counts(wp__pg *pg, const char *queue, int64_t *ready,
       " coalesce((SELECT extract(epoch FROM min(run_at) - now())"
       "  FROM wpool_jobs WHERE queue = $1 AND state = 0"
       "  AND run_at > now()), -1)",
-      1, NULL, p1, NULL, NULL, 0);
-  if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-    pg_err(pg, err, errlen, "reading the queue", r);
-    PQclear(r);
-    return -1;
-  }
+      1, p1, PGRES_TUPLES_OK, "reading the queue", err, errlen);
+  if (!r) return -1;
   *ready = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
   *waiting = strtoll(PQgetvalue(r, 0, 1), NULL, 10);
   *running = strtoll(PQgetvalue(r, 0, 2), NULL, 10);
@@ -792,8 +790,8 @@ int wp__pg_status(const char *conninfo, const char *queue, FILE *out, char *err,
   fprintf(out, "database: %s@%s:%s/%s, schema version %d\n", PQuser(pg->c),
           PQhost(pg->c), PQport(pg->c), PQdb(pg->c), WP__PG_SCHEMA);
   const char *p1[1] = {queue};
-  r = PQexecParams(
-      pg->c,
+  r = pg_q(
+      pg,
       "SELECT queue,"
       " count(*) FILTER (WHERE state = 0 AND run_at <= now()),"
       " count(*) FILTER (WHERE state = 0 AND run_at > now()),"
@@ -803,11 +801,8 @@ int wp__pg_status(const char *conninfo, const char *queue, FILE *out, char *err,
       " count(*) FILTER (WHERE finished_at > now() - interval '1 minute')"
       " FROM wpool_jobs WHERE $1::text IS NULL OR queue = $1"
       " GROUP BY queue ORDER BY queue",
-      1, NULL, p1, NULL, NULL, 0);
-  if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-    pg_err(pg, err, errlen, "status", r);
-    goto out;
-  }
+      1, p1, PGRES_TUPLES_OK, "status", err, errlen);
+  if (!r) goto out;
   if (PQntuples(r) == 0) fprintf(out, "no jobs\n");
   for (int i = 0; i < PQntuples(r); i++) {
     double per_min = strtod(PQgetvalue(r, i, 6), NULL);
@@ -819,15 +814,12 @@ int wp__pg_status(const char *conninfo, const char *queue, FILE *out, char *err,
             per_min / 60.0);
   }
   PQclear(r);
-  r = PQexecParams(pg->c,
-                   "SELECT count(*) FROM wpool_workers WHERE"
-                   " seen_at > now() - lease_s * interval '1 second'"
-                   " AND ($1::text IS NULL OR queue = $1)",
-                   1, NULL, p1, NULL, NULL, 0);
-  if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-    pg_err(pg, err, errlen, "status", r);
-    goto out;
-  }
+  r = pg_q(pg,
+           "SELECT count(*) FROM wpool_workers WHERE"
+           " seen_at > now() - lease_s * interval '1 second'"
+           " AND ($1::text IS NULL OR queue = $1)",
+           1, p1, PGRES_TUPLES_OK, "status", err, errlen);
+  if (!r) goto out;
   fprintf(out, "workers alive: %s\n", PQgetvalue(r, 0, 0));
   rc = 0;
 out:

@@ -103,6 +103,7 @@ void wp__qrunner_complete(wp__qrunner *r, const wp__qresult *res) {
   wp__qdone d;
   memset(&d, 0, sizeof d);
   d.id = res->id;
+  d.attempts = res->attempts; /* the fencing token of the finish */
   d.status = res->status;
   d.elapsed_ms = res->elapsed_ms;
   d.bytes = res->bytes;
@@ -121,7 +122,6 @@ void wp__qrunner_complete(wp__qrunner *r, const wp__qresult *res) {
         res->attempts < rp->max_attempts &&
         (rp->retryable ? rp->retryable(res->err, r->cfg.userdata) != 0 : true);
     d.kind = retry ? WP__Q_RETRY : WP__Q_DONE;
-    d.attempts = res->attempts;
     atomic_fetch_add(retry ? &r->retried : &r->nfailed, 1);
   }
   push_done(r, &d);
@@ -272,40 +272,46 @@ fail:
 
 typedef struct claimed {
   int64_t id;
+  unsigned attempts; /* the claim's attempt number */
   void *arg;
 } claimed;
 
 typedef struct claim_ctx {
   wp__qrunner *r;
-  claimed *c;
-  size_t n, max;
+  claimed *c; /* r->cfg.batch of them: wp__pg_claim calls at most that many */
+  size_t n;
 } claim_ctx;
 
-static int on_claimed(const wp__qjob *qj, void *userdata) {
+/* A claimed job that will not run: back to the queue, its claim not
+ * counted; counted like a job ended by the pool. */
+static void release_claim(wp__qrunner *r, int64_t id, unsigned attempts) {
+  wp__qdone d;
+  memset(&d, 0, sizeof d);
+  d.id = id;
+  d.attempts = attempts;
+  d.kind = WP__Q_RELEASE;
+  push_done(r, &d);
+  pthread_mutex_lock(&r->mu);
+  r->submitted++;
+  pthread_mutex_unlock(&r->mu);
+}
+
+static void on_claimed(const wp__qjob *qj, void *userdata) {
   claim_ctx *cc = userdata;
   wp__qrunner *r = cc->r;
   void *arg = r->cfg.make_arg(qj, r->cfg.userdata);
   if (!arg) { /* out of memory: give it back */
-    wp__qdone d;
-    memset(&d, 0, sizeof d);
-    d.id = qj->id;
-    d.kind = WP__Q_RELEASE;
-    push_done(r, &d);
-    pthread_mutex_lock(&r->mu);
-    r->submitted++; /* counted like a job ended by the pool */
-    pthread_mutex_unlock(&r->mu);
-    return 0;
+    release_claim(r, qj->id, qj->attempts);
+    return;
   }
-  if (cc->n < cc->max) {
-    cc->c[cc->n].id = qj->id;
-    cc->c[cc->n].arg = arg;
-    cc->n++;
-  }
-  return 0;
+  cc->c[cc->n].id = qj->id;
+  cc->c[cc->n].attempts = qj->attempts;
+  cc->c[cc->n].arg = arg;
+  cc->n++;
 }
 
 int wp__qrunner_run(wp__qrunner *r, char *err, size_t errlen) {
-  claim_ctx cc = {.r = r, .max = r->cfg.batch};
+  claim_ctx cc = {.r = r};
   cc.c = calloc(r->cfg.batch, sizeof *cc.c);
   if (!cc.c) {
     snprintf(err, errlen, "out of memory");
@@ -316,13 +322,11 @@ int wp__qrunner_run(wp__qrunner *r, char *err, size_t errlen) {
     cc.n = 0;
     int n = wp__pg_claim(r->feed, r->queue, r->worker, r->cfg.lease_ns,
                          r->cfg.batch, on_claimed, &cc, err, errlen);
-    if (n < 0) {
-      rc = -1;
-      break;
-    }
-    atomic_fetch_add(&r->claimed, (uint64_t)n);
+    /* A claim that failed part-way: the jobs handed out so far are given
+     * back below, then we stop. */
+    atomic_fetch_add(&r->claimed, n < 0 ? cc.n : (uint64_t)n);
     size_t i = 0;
-    for (; i < cc.n && !atomic_load(&r->stopping); i++) {
+    for (; n >= 0 && i < cc.n && !atomic_load(&r->stopping); i++) {
       pthread_mutex_lock(&r->mu);
       r->submitted++;
       pthread_mutex_unlock(&r->mu);
@@ -334,18 +338,16 @@ int wp__qrunner_run(wp__qrunner *r, char *err, size_t errlen) {
         break;
       }
     }
-    /* Claimed, never started (a stop came): back to the queue now. */
+    /* Claimed, never started (a stop came, or the claim failed): back to
+     * the queue now. */
     for (; i < cc.n; i++) {
       r->cfg.free_arg(cc.c[i].arg, r->cfg.userdata);
-      wp__qdone d;
-      memset(&d, 0, sizeof d);
-      d.id = cc.c[i].id;
-      d.kind = WP__Q_RELEASE;
-      push_done(r, &d);
+      release_claim(r, cc.c[i].id, cc.c[i].attempts);
       atomic_fetch_add(&r->released, 1);
-      pthread_mutex_lock(&r->mu);
-      r->submitted++;
-      pthread_mutex_unlock(&r->mu);
+    }
+    if (n < 0) {
+      rc = -1;
+      break;
     }
     if (n > 0) continue;
 

@@ -179,9 +179,12 @@ int wp__pg_enqueue_line(wp__pg *pg, const char *url, size_t len,
 int wp__pg_enqueue_commit(wp__pg *pg, char *err, size_t errlen);
 
 /* Claims up to max available jobs of queue whose run-at has come
- * (FOR UPDATE SKIP LOCKED), leased to worker for lease_ns; cb gets each
- * (the row's memory is valid during the call). Returns how many, or -1. */
-typedef int (*wp__qjob_cb)(const wp__qjob *j, void *userdata);
+ * (FOR UPDATE SKIP LOCKED), leased to worker for lease_ns; cb gets each, in
+ * ID order, at most max calls (the row's memory is valid during the call).
+ * Returns how many, or -1 with a message: cb may have had some of them
+ * already (the caller gives those back); the rest stay leased to worker
+ * (wp__pg_unregister gives them back). */
+typedef void (*wp__qjob_cb)(const wp__qjob *j, void *userdata);
 int wp__pg_claim(wp__pg *pg, const char *queue, const char *worker,
                  int64_t lease_ns, unsigned max, wp__qjob_cb cb, void *userdata,
                  char *err, size_t errlen);
@@ -198,7 +201,8 @@ typedef struct wp__qdone {
   int64_t id;
   int kind;
   int64_t delay_ns;  /* WP__Q_RETRY */
-  unsigned attempts; /* WP__Q_RETRY: claims so far (for the backoff) */
+  unsigned attempts; /* the claim's attempt number (wp__qjob.attempts):
+                        fences the finish; for WP__Q_RETRY the backoff */
   bool ok;
   int status;      /* -1: none */
   char error[256]; /* "" for none; printable ASCII (see wp__pg_finish) */
@@ -206,9 +210,11 @@ typedef struct wp__qdone {
   uint64_t bytes;
 } wp__qdone;
 
-/* Records a batch of ends in one statement, for jobs still leased to worker
- * (a job whose lease expired and that another worker took is left alone:
- * that is the at-least-once case). Returns 0 or -1. */
+/* Records a batch of ends in one statement, for jobs still held by the
+ * claim that ran them: leased to worker with the same attempt number. A job
+ * whose lease expired and that was claimed again (by another worker, or by
+ * this one) is left alone: that is the at-least-once case. Returns 0 or
+ * -1. */
 int wp__pg_finish(wp__pg *pg, const char *worker, const wp__qdone *d, size_t n,
                   char *err, size_t errlen);
 

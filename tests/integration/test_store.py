@@ -438,6 +438,43 @@ def results_db(url, fmt):
     return r
 
 
+PGQUEUE = os.path.abspath(os.environ.get("WPOOL_PGQUEUE")
+                          or os.path.join(os.path.dirname(h.WPOOL), "tests", "wpool-pgqueue"))
+
+
+def pgqueue(args):
+    """Runs wpool-pgqueue (the queue's calls one at a time); returns stdout."""
+    args = [str(a) for a in args]
+    r = subprocess.run([PGQUEUE] + args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, timeout=60 * h.SLOW)
+    h.check_no_sanitizer_report(r.stderr)
+    eq(r.returncode, 0, "wpool-pgqueue %s: %s" % (" ".join(args[1:]), r.stderr.decode("utf-8", "replace")))
+    return r.stdout.decode()
+
+
+def test_pg_a_stale_result_cannot_overwrite_a_newer_claim_of_the_same_worker():
+    """The claim's attempt number fences the finish: worker W claims job 1,
+    its lease expires and is taken back, W claims it again; the result of
+    W's first claim arrives late and must not be recorded, the second's is."""
+    with PgServer() as pg, _tmpdir() as d:
+        eq(wpool(["migrate", "--db", pg.url]).rc, 0, "migrate")
+        r = wpool(["enqueue", "--db", pg.url, write_file(["http://127.0.0.1:9/stale"], dir=d)])
+        eq(r.rc, 0, "enqueue (%r)" % r)
+        eq(pgqueue([pg.url, "claim", "default", "W", 10]), "1 1\n", "first claim")
+        pg.sql("UPDATE wpool_jobs SET lease_until = now() - interval '1 second'")
+        eq(pgqueue([pg.url, "heartbeat", "default", "other"]), "1\n", "the expired lease taken back")
+        eq(_states(pg), {1: (0, 1)}, "available again, the lost claim counted")
+        eq(pgqueue([pg.url, "claim", "default", "W", 10]), "1 2\n", "the same worker claims it again")
+
+        def row():
+            return pg.sql("SELECT state, attempts, coalesce(ok::text, 'null'), worker FROM wpool_jobs")
+
+        pgqueue([pg.url, "finish", "W", 1, 1])
+        eq(row(), [["1", "2", "null", "W"]], "the stale result (claim 1) is not recorded")
+        pgqueue([pg.url, "finish", "W", 1, 2])
+        eq(row(), [["2", "2", "true", ""]], "the result of the claim that holds the job is recorded")
+
+
 def test_pg_three_workers_one_killed_minus_9():
     """One of three workers is killed with -9 mid-run: every job ends
     completed, and only jobs the killed worker held ran twice."""
