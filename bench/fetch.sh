@@ -24,6 +24,8 @@
 #   WRK_SECS=n    seconds per wrk run (default 3)
 #   TIMEOUT=n     seconds per run; a run that takes longer fails (default 600)
 #   WPOOL=path    a wpool binary to use instead of building build/bench
+#   FETCH_OUT=name the report's name in bench/out (default fetch; bench/obs.sh
+#                 uses obs-fetch so that it does not overwrite this one's)
 #
 # What it does:
 #   - builds wpool (build/bench, Release) and the Go peer
@@ -107,7 +109,8 @@ head -n "$XARGS_NURLS" "$URLS" >"$XARGS_URLS"
 WRK_URL="$BASE?i=0"
 
 # --- runs -------------------------------------------------------------------
-raw=bench/out/fetch.raw
+NAME=${FETCH_OUT:-fetch}
+raw=bench/out/$NAME.raw
 : >"$raw"
 OUT=$TMP/run.out
 ERR=$TMP/run.err
@@ -554,7 +557,7 @@ first() { head -n 1 | tr -d '\r'; }
   echo "- curl: $(curl --version | first)"
   echo "- go: $(go version)"
   echo "- wpool: $("$WPOOL_BIN" --version | first) ($WPOOL_BIN$( [ -z "${WPOOL:-}" ] && echo ', Release'))"
-} >bench/out/fetch.md
+} >"bench/out/$NAME.md"
 
-cat bench/out/fetch.md
-echo "bench/fetch.sh: wrote bench/out/fetch.md and $raw" >&2
+cat "bench/out/$NAME.md"
+echo "bench/fetch.sh: wrote bench/out/$NAME.md and $raw" >&2

@@ -10,15 +10,23 @@
 # 2. The fetch tool: bench/fetch.sh at 64 workers with the peers wpool,
 #    wpool-metrics (--metrics 0) and wpool-obs (also --traceparent and JSON
 #    logs at info), NURLS URLs (default 200000) from nginx.
-# Results: bench/out/obs.md (and bench/out/fetch.md for part 2).
-# Environment: REPS, NJOBS, WORKERS, NURLS, SKIP_FETCH=1 (part 1 only).
+# Results: bench/out/obs.md (part 2's full report, appended there, is also
+# bench/out/obs-fetch.md; bench/run.sh puts obs.md on the page).
+# Environment: REPS, NJOBS, WORKERS, NURLS, SKIP_FETCH=1 (part 1 only),
+# QUICK=1 (REPS 3, NJOBS 300000, NURLS 20000).
 set -eu
 cd "$(dirname "$0")/.."
 SCRIPT=obs
 . bench/lib.sh
+if [ "${QUICK:-0}" = 1 ]; then # bench/run.sh QUICK=1
+  REPS=${REPS:-3}
+  NJOBS=${NJOBS:-300000}
+  NURLS=${NURLS:-20000}
+fi
 REPS=${REPS:-7}
 NJOBS=${NJOBS:-1000000}
 WORKERS=${WORKERS:-"1 64"}
+NURLS=${NURLS:-200000}
 mkdir -p bench/out
 build_wpool pool_noop
 BIN=$POOL_NOOP_BIN
@@ -46,7 +54,7 @@ med() { # mode workers -> "median min max count"
   echo "# Observability cost"
   echo
   echo "$(date -u '+%Y-%m-%d %H:%M UTC'); load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)."
-  echo "Command: \`REPS=$REPS NJOBS=$NJOBS WORKERS=\"$WORKERS\" sh bench/obs.sh\`"
+  echo "Command: \`REPS=$REPS NJOBS=$NJOBS WORKERS=\"$WORKERS\" NURLS=$NURLS sh bench/obs.sh\`"
   echo
   echo "## The pool's hot path (pool_noop, no-op task): metrics off vs on"
   echo
@@ -61,6 +69,13 @@ med() { # mode workers -> "median min max count"
 } >bench/out/obs.md
 cat bench/out/obs.md
 if [ "${SKIP_FETCH:-0}" != 1 ]; then
-  PEERS="wpool wpool-metrics wpool-obs" WORKERS=64 REPS=$REPS NURLS=${NURLS:-200000} \
-    sh bench/fetch.sh
+  PEERS="wpool wpool-metrics wpool-obs" WORKERS=64 REPS=$REPS NURLS=$NURLS \
+    FETCH_OUT=obs-fetch sh bench/fetch.sh >/dev/null
+  {
+    echo
+    echo "## The fetch tool at 64 workers: wpool, with --metrics, with metrics, traces and logs"
+    echo
+    # bench/fetch.sh's report, its headings one level down.
+    sed 's/^#/###/' bench/out/obs-fetch.md
+  } >>bench/out/obs.md
 fi

@@ -336,7 +336,7 @@ def main():
     ap.add_argument("--wpool", default="")
     ap.add_argument("--note", default="")
     ap.add_argument("--no-plots", action="store_true")
-    ap.add_argument("--only", default="pool fetch rss shutdown durable",
+    ap.add_argument("--only", default="pool fetch rss shutdown durable obs",
                     help="the parts this generation ran; the others' files in OUT are stale, not read")
     a = ap.parse_args()
     only = set(a.only.split())
@@ -370,7 +370,8 @@ def main():
             doc.append("![%s](%s)" % (m[:-4], m))
             doc.append("")
     sections = [("pool.md", "bench/pool.sh"), ("fetch.md", "bench/fetch.sh"), ("rss.md", "bench/rss.sh"),
-                ("shutdown.md", "bench/shutdown.sh"), ("durable.md", "bench/durable.sh")]
+                ("shutdown.md", "bench/shutdown.sh"), ("durable.md", "bench/durable.sh"),
+                ("obs.md", "bench/obs.sh")]
     for f, script in sections:
         p = os.path.join(out, f)
         if f[:-3] in only and os.path.exists(p):

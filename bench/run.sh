@@ -11,6 +11,8 @@
 #   bench/shutdown.sh  ShutdownNow to exit with 256 transfers in flight
 #   bench/durable.sh   SQLite --state and PostgreSQL 1-4 processes, when the
 #                      binary has them
+#   bench/obs.sh       what metrics, traces and logs cost: pool hot path and
+#                      fetch at 64 workers, on and off alternating
 #   bench/report.py    docs/benchmarks.md, docs/bench-*.svg, the README block
 #
 # Each script also runs alone (its header says how). A script that fails is
@@ -41,7 +43,7 @@ for v in REPS NJOBS MODES QUEUE GO_BUF WORKERS NURLS SLOW_NURLS XARGS_NURLS PEER
   fi
 done
 BENCH_CMD="$envs$BENCH_CMD"
-ONLY=${BENCH_ONLY:-"pool fetch rss shutdown durable"}
+ONLY=${BENCH_ONLY:-"pool fetch rss shutdown durable obs"}
 mkdir -p bench/out docs
 for s in $ONLY; do rm -f "bench/out/$s.md" "bench/out/$s.raw"; done
 start=$(date +%s)
