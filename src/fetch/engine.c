@@ -510,10 +510,17 @@ static void loop_run(wp_worker *w, void *state, void *userdata) {
         (void)r;
         continue;
       }
+      /* An error or a hang-up goes to curl as "readable and writable", not
+       * CURL_CSELECT_ERR: curl's own read or write then meets the error
+       * and names it ("Connection reset by peer"), where ERR alone makes
+       * it "select/poll returned error" (seen on a retried reset). And an
+       * event left over for a descriptor that curl closed and reused
+       * within this batch costs one EAGAIN, not a made-up error. */
       int flags = 0;
-      if (evs[i].events & EPOLLIN) flags |= CURL_CSELECT_IN;
-      if (evs[i].events & EPOLLOUT) flags |= CURL_CSELECT_OUT;
-      if (evs[i].events & (EPOLLERR | EPOLLHUP)) flags |= CURL_CSELECT_ERR;
+      if (evs[i].events & (EPOLLIN | EPOLLERR | EPOLLHUP))
+        flags |= CURL_CSELECT_IN;
+      if (evs[i].events & (EPOLLOUT | EPOLLERR | EPOLLHUP))
+        flags |= CURL_CSELECT_OUT;
       curl_multi_socket_action(lp->multi, fd, flags, &running);
     }
     if (lp->curl_due != INT64_MAX && wp_now_ns() >= lp->curl_due) {
