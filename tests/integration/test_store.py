@@ -549,10 +549,14 @@ def test_pg_graceful_stop_releases_unstarted_claims():
         eq(rc, 130, "exit after SIGINT (%r)" % err[-500:])
         st = _states(pg)
         done = [i for i, s in st.items() if s[0] == 2]
-        eq(len(done), 2, "the running jobs completed")
-        eq(sorted(s for i, s in st.items() if s[0] != 2), [(0, 0)] * (n - 2),
+        # The 2 seen running, and on a loaded machine perhaps the next 2:
+        # the signal may arrive after the first 1.5 s jobs ended and the
+        # workers started the next. Every job that started completed.
+        started = srv.stats()["total_requests"]
+        check(2 <= started <= 4, "requests: %d" % started)
+        eq(len(done), started, "the running jobs completed")
+        eq(sorted(s for i, s in st.items() if s[0] != 2), [(0, 0)] * (n - started),
            "the unstarted claims are available again, their claim not counted")
-        eq(srv.stats()["total_requests"], 2, "requests")
         eq(pg.sql("SELECT count(*) FROM wpool_workers")[0][0], "0", "the worker unregistered")
         # Second SIGINT: running jobs are canceled and released too.
         w = Worker(["--db", pg.url, "-w", 2, "--batch", 20])
@@ -564,7 +568,10 @@ def test_pg_graceful_stop_releases_unstarted_claims():
         rc, err = w.finish(30)
         eq(rc, 130, "exit after two SIGINTs (%r)" % err[-500:])
         st = _states(pg)
-        eq(sorted(s for i, s in st.items() if s[0] != 2), [(0, 0)] * (n - 2),
+        # (Here too a job may have ended before the first signal.)
+        done2 = len([i for i, s in st.items() if s[0] == 2])
+        check(started <= done2 <= started + 2, "completed: %d, then %d" % (started, done2))
+        eq(sorted(s for i, s in st.items() if s[0] != 2), [(0, 0)] * (n - done2),
            "canceled and unstarted jobs all available again")
 
 
