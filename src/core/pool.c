@@ -146,6 +146,11 @@ struct wp_pool {
   atomic_size_t nfree;  /* free slots (mirror of nfree_n) */
   atomic_bool stop;     /* closed */
   atomic_uint spinning; /* task workers spinning for work */
+  /* How long a submitter at the bound spins for a slot (see submit): SPIN_NS
+   * while spins find one, halved after each that does not. Only a hint:
+   * read and written without mu, relaxed. */
+  _Atomic int64_t submit_spin_ns;
+  atomic_uint submit_spin_misses;
   wp_job **heap;        /* retry timer queue, by due_ns */
   size_t heap_len;
   size_t outstanding, taken, nfree_n;
@@ -952,6 +957,8 @@ int wp_pool_create(const wp_pool_config *cfg, wp_pool **out) {
   rc = wp__pool_metrics_init(&p->metrics, cfg->metrics, cfg->metric_labels, p);
   if (rc != 0) goto fail_metrics;
 
+  atomic_init(&p->submit_spin_ns, SPIN_NS);
+  atomic_init(&p->submit_spin_misses, 0);
   for (size_t i = bound; i-- > 0;) {
     p->slots[i].ctx = p->root;
     p->slots[i].deadline_ns = INT64_MAX;
@@ -1044,6 +1051,46 @@ static void wake_space(void *arg) {
 
 static void schedule_locked(wp_pool *p, wp_job *j);
 
+/* Slots come back in batches, often within microseconds: a submitter at the
+ * bound looks for one for a while before paying for a sleep and a wake. But
+ * when jobs are long (a transfer of 100 us, a task of 1 ms), a slot comes
+ * back once per job and the spin only burns a core that the tasks (or, for
+ * fetch, the server on the same machine) could use. So the budget adapts:
+ * SPIN_NS after a spin that found a slot, halved after one that did not;
+ * at 0, one wait in 32 spins again (SPIN_NS / 8) to notice that jobs got
+ * shorter. */
+static int64_t submit_spin_budget(wp_pool *p) {
+  int64_t b = atomic_load_explicit(&p->submit_spin_ns, memory_order_relaxed);
+  if (b > 0) return b;
+  unsigned m = atomic_fetch_add_explicit(&p->submit_spin_misses, 1,
+                                         memory_order_relaxed);
+  return (m & 31) == 31 ? SPIN_NS / 8 : 0;
+}
+
+static void submit_spin(wp_pool *p, wp_ctx *ctx, bool cancelable,
+                        int64_t budget) {
+  int64_t until = wp_now_ns() + budget;
+  bool found = false;
+  for (unsigned i = 1;; i++) {
+    if (atomic_load_explicit(&p->nfree, memory_order_relaxed) > 0) {
+      found = true;
+      break;
+    }
+    if (atomic_load_explicit(&p->stop, memory_order_relaxed) ||
+        (cancelable && wp_ctx_err(ctx)))
+      return;
+    cpu_relax();
+    if ((i & 63) == 0) {
+      if (wp_now_ns() > until) break;
+      sched_yield();
+    }
+  }
+  int64_t b = atomic_load_explicit(&p->submit_spin_ns, memory_order_relaxed);
+  b = found ? SPIN_NS : b / 2;
+  if (b < SPIN_NS / 64) b = 0;
+  atomic_store_explicit(&p->submit_spin_ns, b, memory_order_relaxed);
+}
+
 static int submit(wp_pool *p, uint64_t id, void *arg, wp_ctx *ctx, bool wait,
                   unsigned attempts, int64_t due_ns) {
   if (!p) return WP_EINVAL;
@@ -1103,24 +1150,14 @@ static int submit(wp_pool *p, uint64_t id, void *arg, wp_ctx *ctx, bool wait,
       }
     }
     if (!spun) {
-      /* Slots come back in batches, often within microseconds: look for a
-       * while before paying for a sleep and a wake. */
       spun = true;
-      pthread_mutex_unlock(&p->mu);
-      int64_t until = wp_now_ns() + SPIN_NS;
-      for (unsigned i = 1;; i++) {
-        if (atomic_load_explicit(&p->nfree, memory_order_relaxed) > 0 ||
-            atomic_load_explicit(&p->stop, memory_order_relaxed) ||
-            (cancelable && wp_ctx_err(ctx)))
-          break;
-        cpu_relax();
-        if ((i & 63) == 0) {
-          if (wp_now_ns() > until) break;
-          sched_yield();
-        }
+      int64_t budget = submit_spin_budget(p);
+      if (budget > 0) {
+        pthread_mutex_unlock(&p->mu);
+        submit_spin(p, ctx, cancelable, budget);
+        pthread_mutex_lock(&p->mu);
+        continue;
       }
-      pthread_mutex_lock(&p->mu);
-      continue;
     }
     p->space_waiters++;
     pthread_cond_wait(&p->space_cv, &p->mu);
