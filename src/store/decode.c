@@ -17,8 +17,8 @@ int wp__store_col_int(const wp__col *c, int64_t min, int64_t max,
   memcpy(buf, c->p, c->len);
   buf[c->len] = '\0';
   size_t i = buf[0] == '-' ? 1 : 0;
-  if (buf[i] == '\0') return -1;
-  for (size_t k = i; buf[k]; k++)
+  if (i == c->len) return -1;
+  for (size_t k = i; k < c->len; k++) /* the whole column: a NUL is damage */
     if (buf[k] < '0' || buf[k] > '9') return -1;
   errno = 0;
   char *end;
@@ -49,8 +49,8 @@ static int col_real(const wp__col *c, double *out) {
   char buf[48];
   memcpy(buf, c->p, c->len);
   buf[c->len] = '\0';
-  for (size_t k = 0; buf[k]; k++) /* decimal only: no nan, inf, hex */
-    if (!strchr("0123456789.eE+-", buf[k])) return -1;
+  for (size_t k = 0; k < c->len; k++) /* decimal only: no nan, inf, hex */
+    if (buf[k] == '\0' || !strchr("0123456789.eE+-", buf[k])) return -1;
   char *end;
   errno = 0;
   double v = strtod(buf, &end);
@@ -128,9 +128,11 @@ int wp__store_decode_qjob(const wp__col *cols, size_t ncols, wp__qjob *out,
 void wp__store_quote(char *dst, size_t dstlen, const char *p, size_t n) {
   if (dstlen == 0) return;
   size_t o = 0;
-  for (size_t i = 0; i < n && o + 5 < dstlen; i++) {
+  for (size_t i = 0; i < n; i++) {
     unsigned char c = (unsigned char)p[i];
-    if (c >= 0x20 && c < 0x7f && c != '\\') {
+    bool plain = c >= 0x20 && c < 0x7f && c != '\\';
+    if (o + (plain ? 1 : 4) >= dstlen) break; /* and the NUL */
+    if (plain) {
       dst[o++] = (char)c;
     } else {
       snprintf(dst + o, dstlen - o, "\\x%02x", c);

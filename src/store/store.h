@@ -67,11 +67,13 @@ typedef struct wp__qjob {
 int wp__store_decode_qjob(const wp__col *cols, size_t ncols, wp__qjob *out,
                           char *err, size_t errlen);
 
-/* Strict decimal integer in [min, max] (an optional '-'), the whole of c. */
+/* Strict decimal integer in [min, max] (an optional '-'), the whole of c
+ * (a NUL inside is not), at most 20 bytes. */
 int wp__store_col_int(const wp__col *c, int64_t min, int64_t max, int64_t *out);
 
 /* Bytes as printable text for a message: control and non-ASCII bytes and
- * the backslash as \xNN; cut to fit dstlen (which must be > 0). */
+ * the backslash as \xNN; always NUL-terminated; cut before the first byte
+ * whose form does not fit in dstlen (which must be > 0) with the NUL. */
 void wp__store_quote(char *dst, size_t dstlen, const char *p, size_t n);
 
 /* ---- SQLite: the state of one run -------------------------------------- */

@@ -73,6 +73,11 @@ TEST(decode_result_bad_rows_name_the_column) {
       {6, C("0x10"), "elapsed_ms"},
       {7, C("-5"), "bytes"},
       {7, NUL, "bytes"},
+      /* A NUL inside a number is damage, not its end (fuzz_store found
+       * "12\0x" read as 12). */
+      {0, C("12\0x"), "id"},
+      {6, C("1\0005"), "elapsed_ms"}, /* \000 then 5 */
+      {7, C("5\0000"), "bytes"},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     wp__col row[] = {C("7"), C("http://a/"), C("1"),    C("200"),
@@ -89,6 +94,31 @@ TEST(decode_result_bad_rows_name_the_column) {
   char err[128];
   wp__col short_row[] = {C("7")};
   ASSERT_EQ(wp__store_decode_result(short_row, 1, &r, err, sizeof err), -1);
+}
+
+/* Quoting for messages: always NUL-terminated within dstlen, and cut only
+ * before a byte whose form does not fit (it used to stop five bytes short
+ * of the end: fuzz_store found "abcdefghi" in 10 bytes given as "abcde"). */
+TEST(store_quote_fits_and_cuts_only_when_needed) {
+  char d[10];
+  wp__store_quote(d, sizeof d, "abcdefghi", 9);
+  ASSERT_STREQ(d, "abcdefghi");
+  wp__store_quote(d, sizeof d, "abcdefghij", 10);
+  ASSERT_STREQ(d, "abcdefghi");
+  wp__store_quote(d, sizeof d, "abcdef\x01", 7);
+  ASSERT_STREQ(d, "abcdef"); /* "\x01" needs 4 more and the NUL: 11 */
+  wp__store_quote(d, sizeof d, "abcde\\", 6);
+  ASSERT_STREQ(d, "abcde\\x5c"); /* exactly 10 with the NUL */
+  wp__store_quote(d, 1, "abc", 3);
+  ASSERT_STREQ(d, "");
+  wp__store_quote(d, 2, "abc", 3);
+  ASSERT_STREQ(d, "a");
+  wp__store_quote(d, 4, "\xff", 1);
+  ASSERT_STREQ(d, "");
+  wp__store_quote(d, 5, "\xffz", 2);
+  ASSERT_STREQ(d, "\\xff");
+  wp__store_quote(d, sizeof d, "a\0b", 3);
+  ASSERT_STREQ(d, "a\\x00b");
 }
 
 /* The password never survives in a message, and one made of the mask's own
