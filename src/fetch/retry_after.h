@@ -14,7 +14,8 @@
 /* Parses the value s[0..n) (not necessarily NUL-terminated; may hold any
  * bytes): either delay-seconds, a non-negative decimal integer of digits
  * only, or an HTTP-date ("Sun, 06 Nov 1994 08:49:37 GMT", also the obsolete
- * RFC 850 and asctime forms, as libcurl's curl_getdate reads them).
+ * RFC 850 and asctime forms, as libcurl's curl_getdate reads them, but
+ * starting with a day name, Mon to Sun in any case, as all three do).
  * Spaces and tabs around the value are ignored; a value over 64 bytes
  * (after trimming) is not a date. now_s is the current time in Unix
  * seconds, for the date form.

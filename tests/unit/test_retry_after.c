@@ -60,6 +60,19 @@ static const struct {
     {"Sun, 32 Nov 1994 08:49:37 GMT", 0, -1, 0},
     {"Sun, 06 Nov 1994 25:49:37 GMT", 0, -1, 0},
     {"06 Nov 1994 08:49:37 GMT", 0, -1, 0}, /* no day name: not HTTP */
+    /* Dates to curl_getdate, but no HTTP-date starts so (fuzz_retry_after
+     * found them accepted): refused. */
+    {", 06 Nov 1994 08:49:37 GMT", 0, -1, 0},
+    {"-06 Nov 1994 08:49:37 GMT", 0, -1, 0},
+    {"Nov 06 1994 08:49:37 GMT", 0, -1, 0},
+    {"GMT 06 Nov 1994 08:49:37", 0, -1, 0},
+    {"Su, 06 Nov 1994 08:49:37 GMT", 0, -1, 0},
+    {"sun, 06 nov 1994 08:49:37 gmt", T1994 - 30, 0, 30}, /* any case */
+    {"SUNDAY, 06-Nov-94 08:49:37 GMT", T1994 - 30, 0, 30},
+    /* now far from the date: no overflow (fuzz_retry_after: UBSan). */
+    {"Sun, 06 Nov 1994 08:49:37 GMT", INT64_MIN, 0, WP__RETRY_AFTER_MAX_S},
+    {"Sun, 06 Nov 1994 08:49:37 GMT", INT64_MAX, 0, 0},
+    {"Sun, 06 Nov 1583 08:49:37 GMT", INT64_MAX, 0, 0},
     {"\xff\xfe\x01", 0, -1, 0},
     {"5\r\n", 0, -1, 0},
 };
