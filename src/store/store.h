@@ -40,8 +40,9 @@ typedef struct wp__col {
 /* The result columns, in this order, in both stores:
  *   id, url, ok, status, error, attempts, elapsed_ms, bytes
  * id: 1..2^63-1; url: any bytes; ok: 0/1 (or f/t); status: NULL or
- * 100..999; error: NULL or bytes; attempts: 0..2^31; elapsed_ms: a finite
- * decimal >= 0; bytes: 0..2^63-1. */
+ * 100..999; error: NULL or non-empty bytes without a NUL (NULL exactly when
+ * ok); attempts: 0..2^31-1; elapsed_ms: a finite decimal >= 0 (at most 40
+ * bytes); bytes: 0..2^63-1. */
 enum { WP__RESULT_COLS = 8 };
 
 /* Decodes a result row into *out (whose url and error point into the row's
