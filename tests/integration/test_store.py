@@ -325,6 +325,93 @@ def test_state_file_that_is_not_a_state():
         eq(r.rc, 2, "a missing state (%r)" % r)
 
 
+def _state_row(path, i):
+    """(done, attempts, run_at unix ns) of job i in the state, or None."""
+    if not os.path.exists(path):
+        return None
+    try:
+        db = sqlite3.connect("file:%s?mode=ro" % path, uri=True, timeout=30)
+        try:
+            return db.execute("SELECT done, attempts, run_at FROM wpool_jobs WHERE id = ?",
+                              (i,)).fetchone()
+        finally:
+            db.close()
+    except sqlite3.OperationalError:
+        return None
+
+
+def _set_run_at(path, i, unix_ns):
+    db = sqlite3.connect(path, timeout=30)
+    try:
+        db.execute("UPDATE wpool_jobs SET run_at = ? WHERE id = ?", (unix_ns, i))
+        db.commit()
+    finally:
+        db.close()
+
+
+def test_state_retry_waiting_at_the_kill_resumes_with_its_attempts():
+    """A job that fails twice, then succeeds (/flaky/KEY/2), under a backoff
+    of 10 hours: killed with -9 while each retry waits, it resumes with its
+    attempt count. A run-at already past starts at once (no fresh backoff);
+    one still ahead is waited for, then the attempt runs. The job ends once,
+    at attempt 3 in all, and the server saw exactly 3 requests for it."""
+    hour10 = 10 * 3600 * 10**9
+    with Server() as srv, _tmpdir() as d:
+        inp = write_file([srv.url("/flaky/w/2"), srv.url("/delay/0/x")], dir=d)
+        state = os.path.join(d, "run.db")
+        args = ["--state", state, "-r", 2, "--backoff", "10h,10h", "-f", "jsonl", inp]
+
+        def flaky():
+            return srv.stats()["flaky"].get("w", 0)
+
+        def killed_while_waiting(attempts):
+            """Runs args until the state holds job 1 waiting for its retry
+            after `attempts` attempts; kill -9; returns its run-at."""
+            t0 = time.time_ns()
+            bg = Background(args)
+            wait_until(lambda: (_state_row(state, 1) or (0, 0, 0))[1] >= attempts
+                       or bg.proc.poll() is not None,
+                       60 * h.SLOW, "job 1 waiting for retry %d in the state" % attempts)
+            if bg.proc.poll() is not None:
+                fail("the run ended while a 10h backoff was due: %r" % bg.finish(30))
+            bg.kill()
+            run = bg.finish(30)
+            eq(run.rc, -signal.SIGKILL, "killed (%r)" % run)
+            done, a, run_at = _state_row(state, 1)
+            eq((done, a), (0, attempts), "job 1 in the state after the kill: not done, attempts")
+            eq(flaky(), attempts, "requests for job 1 when killed")
+            check(t0 < run_at <= time.time_ns() + hour10,
+                  "run-at %d is within the backoff after the failure" % run_at)
+            for r in parse_jsonl(run.out):
+                check(r["id"] != 1, "the killed run wrote job 1: %r" % r)
+            return run_at
+
+        killed_while_waiting(1)
+        # The backoff has passed meanwhile: the resumed run tries at once
+        # (a fresh backoff of up to 10 hours would outlast the timeout).
+        _set_run_at(state, 1, time.time_ns() - 10**9)
+        killed_while_waiting(2)
+        # Its run-at still ahead: the attempt waits for it, not longer.
+        run_at = time.time_ns() + 2 * 10**9
+        _set_run_at(state, 1, run_at)
+        bg = Background(args)
+        wait_until(lambda: flaky() >= 3 or bg.proc.poll() is not None, 60 * h.SLOW,
+                   "the third attempt of job 1")
+        check(time.time_ns() >= run_at, "the third attempt came before its run-at")
+        run = bg.finish(60)
+        eq(run.rc, 0, "the last resume (%r)" % run)
+        out = parse_jsonl(run.out)
+        eq([(r["id"], r["ok"], r["attempts"]) for r in out], [(1, True, 3)],
+           "the resumed run's output: job 1 at its third attempt")
+        eq(flaky(), 3, "requests for job 1 over the three runs")
+        res = parse_jsonl(results(state).out)
+        byid = check_ids(res, 2, "wpool results --state")
+        eq((byid[1]["ok"], byid[1]["status"], byid[1]["attempts"]), (True, 200, 3),
+           "job 1 in wpool results")
+        eq((byid[2]["ok"], byid[2]["attempts"]), (True, 1), "job 2 in wpool results")
+        eq(srv.stats()["paths"].get("/delay/0/x"), 1, "requests for job 2, done in the first run")
+
+
 # ---- PostgreSQL -------------------------------------------------------------
 
 class Worker:
