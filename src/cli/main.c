@@ -1032,6 +1032,7 @@ static void fetch_config_init(wp__fetch_config *fc, const options *o) {
   fc->user_agent = o->user_agent;
   fc->rate = o->rate;
   fc->per_host = o->per_host;
+  fc->retry_after_max_ns = o->retry_after_max_ns;
   fc->on_result = on_result;
 }
 
@@ -1112,7 +1113,6 @@ static int cmd_fetch(int argc, char **argv) {
   fc.retry.max_attempts = o.retries + 1;
   fc.retry.base_ns = o.backoff_base_ns;
   fc.retry.cap_ns = o.backoff_cap_ns;
-  fc.retry_after_max_ns = o.retry_after_max_ns;
   fc.job_timeout_ns = o.job_timeout_ns;
   fc.on_retry = on_retry;
   if (R.state &&
@@ -1380,6 +1380,7 @@ static void *work_make_arg(const wp__qjob *qj, void *userdata) {
   j->url_len = qj->url_len;
   j->req.url = j->url;
   j->req.status = -1;
+  j->req.retry_after_ns = -1;
   if (qj->bad) {
     char *bad = j->url + qj->url_len + 1;
     memcpy(bad, qj->bad, qj->bad_len);
@@ -1408,6 +1409,10 @@ static void work_result(const wp_result *res) {
                             : NULL;
   q.elapsed_ms = (double)res->elapsed_ns / 1e6;
   q.bytes = j->req.bytes;
+  /* The engine read the response's Retry-After (capped by
+   * --retry-after-max): the queue's run-at honours it, as fetch does. */
+  q.has_retry_after = j->req.retry_after_ns >= 0;
+  q.retry_after_ns = j->req.retry_after_ns;
   wp__qrunner_complete(R.qr, &q);
   pthread_mutex_lock(&R.out_mu);
   count_locked(res, j);

@@ -275,6 +275,7 @@ static void start(loop *lp, wp_job *job) {
   req->status = -1;
   req->bytes = 0;
   req->error[0] = '\0';
+  req->retry_after_ns = -1;
   if (req->bad) {
     fail_job(lp, job, &a, WP__FETCH_EBADLINE, req->bad);
     return;
@@ -334,7 +335,8 @@ static void retry_after(loop *lp, xfer *x, wp_job *job) {
   if (wp__retry_after_parse(h->value, strlen(h->value),
                             wp__unix_now_ns() / 1000000000, &d) != 0)
     return; /* unparsable: the computed backoff stands */
-  wp_job_set_retry_after(job, d < cap ? d : cap);
+  x->req->retry_after_ns = d < cap ? d : cap;
+  wp_job_set_retry_after(job, x->req->retry_after_ns);
 }
 
 static void complete(loop *lp, xfer *x, CURLcode code) {

@@ -37,6 +37,10 @@ typedef struct wp__fetch_req {
   int status;     /* HTTP status of the final response, -1 if none */
   uint64_t bytes; /* body bytes received */
   char error[WP__FETCH_ERRLEN]; /* "" if none */
+  /* A failed response's Retry-After (cfg.retry_after_max > 0), capped at
+   * retry_after_max; -1 if none. The pool's retries use it themselves; it
+   * is here for a caller that schedules its own (the queue runner). */
+  int64_t retry_after_ns;
 } wp__fetch_req;
 
 /* Result codes (wp_result.err) besides 0 (ok) and WP_ECANCELED. */

@@ -122,6 +122,10 @@ void wp__qrunner_complete(wp__qrunner *r, const wp__qresult *res) {
         res->attempts < rp->max_attempts &&
         (rp->retryable ? rp->retryable(res->err, r->cfg.userdata) != 0 : true);
     d.kind = retry ? WP__Q_RETRY : WP__Q_DONE;
+    if (retry && res->has_retry_after) {
+      d.delay_set = true;
+      d.delay_ns = res->retry_after_ns < 0 ? 0 : res->retry_after_ns;
+    }
     atomic_fetch_add(retry ? &r->retried : &r->nfailed, 1);
   }
   push_done(r, &d);
@@ -147,9 +151,10 @@ static void *completer(void *arg) {
     }
     pthread_cond_broadcast(&r->cv_space);
     pthread_mutex_unlock(&r->mu);
-    /* The same backoff as the pool's in-memory retries. */
+    /* The same backoff as the pool's in-memory retries (unless the server
+     * said when: Retry-After). */
     for (size_t i = 0; i < n; i++)
-      if (batch[i].kind == WP__Q_RETRY)
+      if (batch[i].kind == WP__Q_RETRY && !batch[i].delay_set)
         batch[i].delay_ns =
             wp_backoff_full_jitter(r->cfg.retry.base_ns, r->cfg.retry.cap_ns,
                                    batch[i].attempts, &r->rng);

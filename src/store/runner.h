@@ -13,7 +13,9 @@
  * Retries: the pool itself never retries (max_attempts 1); a failed attempt
  * that is retryable goes back to the queue with run-at = now + the same
  * full-jitter backoff as the pool's in-memory retries (wp_backoff_full_jitter),
- * so it survives a restart of every worker and may run on another machine.
+ * or + the delay of the result's Retry-After when it has one (as the pool's
+ * wp_job_set_retry_after), so it survives a restart of every worker and may
+ * run on another machine.
  *
  * Stop: wp__qrunner_stop() (thread-safe) ends claiming: the feeder releases
  * the claimed jobs it has not submitted and returns. The caller then drains
@@ -58,6 +60,10 @@ typedef struct wp__qresult {
   const char *error; /* NULL: none */
   double elapsed_ms;
   uint64_t bytes;
+  /* A retry's delay the server asked for (Retry-After): replaces the
+   * backoff when has_retry_after. */
+  bool has_retry_after;
+  int64_t retry_after_ns;
 } wp__qresult;
 
 typedef struct wp__qrunner_stats {

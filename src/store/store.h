@@ -204,6 +204,8 @@ typedef struct wp__qdone {
   int64_t id;
   int kind;
   int64_t delay_ns;  /* WP__Q_RETRY */
+  bool delay_set;    /* delay_ns is the server's (Retry-After), else the
+                        runner's backoff */
   unsigned attempts; /* the claim's attempt number (wp__qjob.attempts):
                         fences the finish; for WP__Q_RETRY the backoff */
   bool ok;

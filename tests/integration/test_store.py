@@ -694,6 +694,31 @@ def test_pg_retries_survive_a_restart_of_every_worker():
         eq({r["attempts"] for r in res.values()}, {3}, "attempts in the results")
 
 
+def test_pg_work_honours_retry_after():
+    """A 503 with Retry-After: the retry's run-at in the queue is the
+    server's delay (capped by --retry-after-max), not the backoff, as in
+    wpool fetch. The backoff is 10 hours, so a worker that ignored the
+    header would not finish; the server's gap between the two requests of
+    each job is at least the delay asked for."""
+    with PgServer() as pg, Server() as srv, _tmpdir() as d:
+        paths = ["/retry-after/2?key=a%d" % i for i in range(1, 5)] + ["/retry-after/3600?key=big"]
+        _pg_queue(pg, srv, paths, d)
+        r = wpool(["work", "--db", pg.url, "-w", 4, "-r", 2, "--backoff", "10h,10h",
+                   "--retry-after-max", "3s", "--exit-when-empty"], timeout=120)
+        eq(r.rc, 0, "work (%r)" % r)
+        ra = srv.stats()["retry_after"]
+        for i in range(1, 5):
+            eq(ra["a%d" % i]["requests"], 2, "requests of a%d" % i)
+            check(ra["a%d" % i]["gaps_ms"][0] >= 1990,
+                  "a%d came back before its Retry-After of 2 s: %r" % (i, ra["a%d" % i]))
+        eq(ra["big"]["requests"], 2, "requests of big")
+        check(ra["big"]["gaps_ms"][0] >= 2990,
+              "big came back before --retry-after-max (3 s): %r" % ra["big"])
+        res = check_ids(parse_jsonl(results_db(pg.url, "jsonl").out), len(paths))
+        eq({(x["ok"], x["attempts"]) for x in res.values()}, {(True, 2)},
+           "every job ok at its second attempt")
+
+
 def test_pg_enqueue_a_million_urls_with_flat_memory():
     """Plain build only: under ASan/TSan the resident size measures the
     sanitizer's shadow memory and allocator, not ours, and a million rows
