@@ -72,7 +72,21 @@ typedef struct options {
   unsigned per_host;
   wp__fail_limit max_failures;
   const char *state; /* --state FILE: durable, resumable run */
+  /* The first option given that only `wpool fetch` has a use for, and why
+   * (wpool work refuses it); NULL: none. */
+  const char *fetch_only, *fetch_only_why;
 } options;
+
+static void fetch_only(options *o, const char *name, const char *why) {
+  if (!o->fetch_only) {
+    o->fetch_only = name;
+    o->fetch_only_why = why;
+  }
+}
+
+#define WHY_RESULTS                                                        \
+  "results stay in the database; print them with 'wpool results --db URL " \
+  "[--format F] [-o FILE]'"
 
 static const char *prog = "wpool";
 static const char *cmd_name = "fetch"; /* or "work" */
@@ -339,6 +353,9 @@ static void parse_fetch_args(int argc, char **argv, options *o) {
         break;
       case 'q':
         o->queue = opt_uint("--queue", optarg, 1, 1000000);
+        fetch_only(o, "-q",
+                   "it sets fetch's read-ahead; work claims --batch jobs at a "
+                   "time (--queue NAME names the queue)");
         break;
       case 't':
         o->timeout_ns = opt_duration("--timeout", optarg);
@@ -382,20 +399,25 @@ static void parse_fetch_args(int argc, char **argv, options *o) {
         break;
       case 'o':
         o->output = optarg;
+        fetch_only(o, "--output", WHY_RESULTS);
         break;
       case 'f':
         if (wp__parse_format(optarg, &o->format) != 0)
           usage_error("--format: expected text, jsonl or csv, got '%s'",
                       optarg);
+        fetch_only(o, "--format", WHY_RESULTS);
         break;
       case OPT_ORDERED:
         o->ordered = true;
+        fetch_only(o, "--ordered", WHY_RESULTS);
         break;
       case OPT_PROGRESS:
         o->progress = 1;
+        fetch_only(o, "--progress", "see 'wpool status --db URL'");
         break;
       case OPT_NO_PROGRESS:
         o->progress = 0;
+        fetch_only(o, "--no-progress", "work has no progress bar");
         break;
       case OPT_LOOPS:
         o->loops = (unsigned)opt_uint("--loops", optarg, 1, 64);
@@ -417,6 +439,9 @@ static void parse_fetch_args(int argc, char **argv, options *o) {
       case OPT_JOB_TIMEOUT:
         o->job_timeout_ns = opt_duration("--job-timeout", optarg);
         if (o->job_timeout_ns == 0) usage_error("--job-timeout: must be above 0");
+        fetch_only(o, "--job-timeout",
+                   "a claim runs one attempt, bounded by --timeout; the "
+                   "queue's attempts span workers");
         break;
       case OPT_RATE:
         if (wp__parse_rate(optarg, &o->rate) != 0)
@@ -434,6 +459,8 @@ static void parse_fetch_args(int argc, char **argv, options *o) {
               "--max-failures: expected N (1 or more) or N%% (1%% to 100%%), "
               "got '%s'",
               optarg);
+        fetch_only(o, "--max-failures",
+                   "a worker has no run to cut short; stop it with SIGINT");
         break;
       case OPT_STATE:
         if (!optarg[0]) usage_error("--state: needs a file name");
@@ -524,6 +551,9 @@ typedef struct run {
   uint64_t n_skipped; /* jobs whose result the state already held */
 
   wp__qrunner *qr; /* wpool work: the PostgreSQL queue */
+  /* wpool work --metrics: wpool_queue_ends_total by outcome (retry,
+   * released, ok, failed); NULL without metrics. */
+  wp_counter *q_ends[4];
 } run;
 
 static run R;
@@ -1293,9 +1323,28 @@ static void print_work_help(void) {
       "                       run-at time in the queue\n"
       "      --backoff B,C    full-jitter backoff base and cap (default "
       "100ms,10s)\n"
+      "      --retry-after-max DUR  a failed response's Retry-After replaces "
+      "the\n"
+      "                       backoff, up to this (default 60s; 0: ignore "
+      "it)\n"
       "  and the options of 'wpool fetch' that shape a transfer: -w, -t,\n"
       "  --connect-timeout, --max-redirects, --max-body, -X, -H, -A, --loops,\n"
       "  --deadline, --rate, --per-host.\n"
+      "\n"
+      "Observability, as in 'wpool fetch': --metrics ADDR, --metrics-linger "
+      "DUR,\n"
+      "--log-format text|json|logfmt, --log-level, --log-file PATH,\n"
+      "--otlp-endpoint URL, --traceparent. /metrics has the pool's wpool_* "
+      "series\n"
+      "(each claim is one job there) and "
+      "wpool_queue_ends_total{outcome=\"ok|failed|\n"
+      "retry|released\"}, what the queue recorded; each claim is a trace of "
+      "its own.\n"
+      "Options of fetch that mean nothing here (-o, -f, --ordered, "
+      "--max-failures,\n"
+      "-q, --progress, --no-progress, --job-timeout, --state) are usage "
+      "errors:\n"
+      "results stay in the database ('wpool results --db URL').\n"
       "\n"
       "Signals: the first SIGINT or SIGTERM stops claiming, releases the "
       "claimed jobs\n"
@@ -1388,6 +1437,7 @@ static void *work_make_arg(const wp__qjob *qj, void *userdata) {
     j->req.bad = bad;
   }
   j->qattempts = qj->attempts;
+  wp__obs_new_job(R.obs, &j->req); /* the feeder's thread only */
   return j;
 }
 
@@ -1413,7 +1463,13 @@ static void work_result(const wp_result *res) {
    * --retry-after-max): the queue's run-at honours it, as fetch does. */
   q.has_retry_after = j->req.retry_after_ns >= 0;
   q.retry_after_ns = j->req.retry_after_ns;
-  wp__qrunner_complete(R.qr, &q);
+  wp__obs_result(R.obs, res, &j->req, j->url_len);
+  int kind = wp__qrunner_complete(R.qr, &q);
+  wp_counter_add(kind == WP__Q_RETRY     ? R.q_ends[0]
+                 : kind == WP__Q_RELEASE ? R.q_ends[1]
+                 : res->err == 0         ? R.q_ends[2]
+                                         : R.q_ends[3],
+                 1);
   pthread_mutex_lock(&R.out_mu);
   count_locked(res, j);
   pthread_mutex_unlock(&R.out_mu);
@@ -1436,6 +1492,8 @@ static int cmd_work(int argc, char **argv) {
         "work takes no FILE: the jobs come from the queue (see "
         "'wpool enqueue')");
   if (o.state) usage_error("--state: not with work (the queue is the state)");
+  if (o.fetch_only)
+    usage_error("%s: not with work: %s", o.fetch_only, o.fetch_only_why);
   memset(&R, 0, sizeof R);
   R.o = &o;
   pthread_mutex_init(&R.out_mu, NULL);
@@ -1445,13 +1503,34 @@ static int cmd_work(int argc, char **argv) {
 
   block_signals();
 
+  char err[1024];
+  if (wp__obs_start(&R.obs, &o.obs, err, sizeof err) != 0) {
+    fprintf(stderr, "%s work: %s\n", prog, err);
+    free(o.headers);
+    return EXIT_USAGE;
+  }
+  {
+    /* The queue's view of each claim's end, next to the pool's (for which
+     * each claim is one job: a failure sent back for a retry counts as
+     * failed there). */
+    static const char *const outcome[4] = {"retry", "released", "ok", "failed"};
+    for (int i = 0; i < 4 && wp__obs_metrics(R.obs); i++)
+      (void)wp_metrics_counter(
+          wp__obs_metrics(R.obs), "wpool_queue_ends_total",
+          "Claimed jobs this worker ran to an end, by what the queue "
+          "recorded: ok or failed (final), retry (back with a run-at), "
+          "released (canceled, back at once).",
+          (const char *const[]){"outcome", outcome[i], NULL}, &R.q_ends[i]);
+  }
+
   wp__fetch_config fc;
   fetch_config_init(&fc, &o);
   fc.queue = 0; /* claimed jobs wait in the runner, where a stop releases
                    them, not in the pool */
-  char err[1024];
+  wp__obs_fetch_config(R.obs, &fc);
   if (wp__fetch_create(&fc, &R.engine, err, sizeof err) != 0) {
     fprintf(stderr, "%s work: %s\n", prog, err);
+    wp__obs_stop(R.obs);
     free(o.headers);
     return EXIT_USAGE;
   }
@@ -1476,35 +1555,73 @@ static int cmd_work(int argc, char **argv) {
   qc.retry.retryable = wp__fetch_retryable;
   if (wp__qrunner_create(&qc, &R.qr, err, sizeof err) != 0) {
     fprintf(stderr, "%s work: %s\n", prog, err);
+    wp__obs_log(R.obs, WP__LOG_ERROR, "cannot start", NULL, 0);
     wp__fetch_destroy(R.engine);
+    wp__obs_stop(R.obs);
     free(o.headers);
     return EXIT_USAGE;
   }
   R.start_ns = wp_now_ns();
+  const char *qname = w.queue ? w.queue : "default";
+  /* Structured logs on stderr: the records replace the text lines. */
+  bool text = !wp__obs_owns_stderr(R.obs);
+  if (text)
+    fprintf(stderr, "%s work: worker %s on queue '%s'\n", prog,
+            wp__qrunner_worker_id(R.qr), qname);
+  {
+    wp__log_field f[] = {WP__FSTR("worker", wp__qrunner_worker_id(R.qr)),
+                         WP__FSTR("queue", qname),
+                         WP__FUINT("workers", o.workers),
+                         WP__FUINT("batch", w.batch ? w.batch : 64),
+                         WP__FDBL("timeout_ms", (double)o.timeout_ns / 1e6),
+                         WP__FSTR("version", WPOOL_VERSION)};
+    wp__obs_log(R.obs, WP__LOG_INFO, "worker start", f, sizeof f / sizeof f[0]);
+  }
   pthread_create(&R.controller, NULL, controller, NULL);
-  fprintf(stderr, "%s work: worker %s on queue '%s'\n", prog,
-          wp__qrunner_worker_id(R.qr), w.queue ? w.queue : "default");
 
   int rc = wp__qrunner_run(R.qr, err, sizeof err);
-  if (rc != 0) fprintf(stderr, "%s work: %s\n", prog, err);
+  if (rc != 0) {
+    if (text) fprintf(stderr, "%s work: %s\n", prog, err);
+    wp__log_field f[] = {WP__FSTR("error", err)};
+    wp__obs_log(R.obs, WP__LOG_ERROR, "queue failed", f, 1);
+  }
   wp_pool_shutdown(R.pool, NULL); /* drain (or wait for ShutdownNow) */
   char ferr[1024];
   int frc = wp__qrunner_finish(R.qr, ferr, sizeof ferr);
-  if (frc != 0 && rc == 0) fprintf(stderr, "%s work: %s\n", prog, ferr);
+  if (frc != 0 && rc == 0) {
+    if (text) fprintf(stderr, "%s work: %s\n", prog, ferr);
+    wp__log_field f[] = {WP__FSTR("error", ferr)};
+    wp__obs_log(R.obs, WP__LOG_ERROR, "queue failed", f, 1);
+  }
   pthread_kill(R.controller, SIGUSR1);
   pthread_join(R.controller, NULL);
 
   wp__qrunner_stats st;
   wp__qrunner_stats_get(R.qr, &st);
   double secs = (double)(wp_now_ns() - R.start_ns) / 1e9;
-  fprintf(stderr,
-          "%s work: %" PRIu64 " jobs claimed in %.2fs: %" PRIu64 " ok, %" PRIu64
-          " failed, %" PRIu64 " to retry, %" PRIu64 " released\n",
-          prog, st.claimed, secs, st.ok, st.failed, st.retried, st.released);
+  if (text)
+    fprintf(stderr,
+            "%s work: %" PRIu64 " jobs claimed in %.2fs: %" PRIu64
+            " ok, %" PRIu64 " failed, %" PRIu64 " to retry, %" PRIu64
+            " released\n",
+            prog, st.claimed, secs, st.ok, st.failed, st.retried, st.released);
+  {
+    wp__log_field f[] = {WP__FSTR("worker", wp__qrunner_worker_id(R.qr)),
+                         WP__FUINT("claimed", st.claimed),
+                         WP__FUINT("ok", st.ok),
+                         WP__FUINT("failed", st.failed),
+                         WP__FUINT("retry", st.retried),
+                         WP__FUINT("released", st.released),
+                         WP__FDBL("elapsed_ms", secs * 1e3)};
+    /* Then --metrics-linger: a last scrape of the final values. */
+    wp__obs_finish(R.obs, f, sizeof f / sizeof f[0]);
+  }
   int status = EXIT_OK;
   if (rc != 0 || frc != 0) status = EXIT_USAGE;
   if (atomic_load(&R.signaled)) status = EXIT_SIGNAL;
   wp__fetch_destroy(R.engine);
+  wp__obs_stop(R.obs); /* after the engine: its pool updates the metrics */
+  R.obs = NULL;
   wp__qrunner_destroy(R.qr);
   R.qr = NULL;
   free(o.headers);

@@ -406,6 +406,8 @@ void wp__obs_finish(wp__obs *ob, const wp__log_field *summary, size_t n) {
   }
 }
 
+wp_metrics *wp__obs_metrics(wp__obs *ob) { return ob ? ob->metrics : NULL; }
+
 void wp__obs_stop(wp__obs *ob) {
   if (!ob) return;
   wp__metrics_server_stop(ob->server);

@@ -84,6 +84,9 @@ bool wp__obs_owns_stderr(const wp__obs *ob);
  * record, then serves the final metrics for --metrics-linger (a SIGINT or
  * SIGTERM ends that wait). */
 void wp__obs_finish(wp__obs *ob, const wp__log_field *summary, size_t n);
+/* The metrics registry (--metrics), for a command's own series; NULL when
+ * there are no metrics (updating a NULL series is a no-op). */
+wp_metrics *wp__obs_metrics(wp__obs *ob);
 /* Stops everything, frees. NULL is a no-op. */
 void wp__obs_stop(wp__obs *ob);
 

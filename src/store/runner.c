@@ -99,7 +99,7 @@ static void copy_error(char *dst, size_t n, const char *src) {
   dst[o] = '\0';
 }
 
-void wp__qrunner_complete(wp__qrunner *r, const wp__qresult *res) {
+int wp__qrunner_complete(wp__qrunner *r, const wp__qresult *res) {
   wp__qdone d;
   memset(&d, 0, sizeof d);
   d.id = res->id;
@@ -129,6 +129,7 @@ void wp__qrunner_complete(wp__qrunner *r, const wp__qresult *res) {
     atomic_fetch_add(retry ? &r->retried : &r->nfailed, 1);
   }
   push_done(r, &d);
+  return d.kind;
 }
 
 static void *completer(void *arg) {

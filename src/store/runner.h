@@ -83,8 +83,10 @@ int wp__qrunner_run(wp__qrunner *r, char *err, size_t errlen);
 void wp__qrunner_stop(wp__qrunner *r);
 
 /* Reports a job's end (thread-safe; from the pool's result callback). May
- * block while the completer is behind (a bounded queue). */
-void wp__qrunner_complete(wp__qrunner *r, const wp__qresult *res);
+ * block while the completer is behind (a bounded queue). Returns what the
+ * queue will record: WP__Q_DONE (final, ok or failed), WP__Q_RETRY (back
+ * with a run-at) or WP__Q_RELEASE (canceled: back, its claim uncounted). */
+int wp__qrunner_complete(wp__qrunner *r, const wp__qresult *res);
 
 /* After the pool is drained or canceled: records every end, stops the
  * threads, releases what this worker still holds, unregisters it. Returns 0

@@ -719,6 +719,81 @@ def test_pg_work_honours_retry_after():
            "every job ok at its second attempt")
 
 
+def test_pg_work_metrics_and_json_logs():
+    """wpool work --metrics --log-format json: a scrape passes promtool, the
+    pool's and the queue's counters hold this worker's numbers (a 404 is
+    final, a 503 goes back for a retry, the rest are ok), and every log line
+    is JSON with the worker's start, its give-ups and its summary."""
+    import test_obs as tobs
+    with PgServer() as pg, Server() as srv, _tmpdir() as d:
+        paths = ["/delay/50/o%d" % i for i in range(1, 11)] + ["/status/404", "/flaky/f/1"]
+        _pg_queue(pg, srv, paths, d)
+        log = os.path.join(d, "log.jsonl")
+        w = Worker(["--db", pg.url, "-w", 4, "-r", 1, "--backoff", "100ms,200ms",
+                    "--metrics", "0", "--metrics-linger", "120s", "--log-format", "json",
+                    "--log-file", log, "--exit-when-empty"])
+        try:
+            port = tobs.metrics_port(log, 30 * h.SLOW)
+            # The queue is done once the summary is logged; the worker then
+            # lingers, serving the final values.
+            summary = tobs.wait_record(log, "run summary", 60 * h.SLOW)
+            text = tobs.scrape(port)
+        finally:
+            w.proc.send_signal(signal.SIGINT)
+            rc, err = w.finish(30)
+        eq(rc, 0, "work after its linger (%r)" % err[-500:])
+        tobs.promtool_check(text)
+        m = tobs.parse_exposition(text)
+
+        def val(name, **labels):
+            v = tobs.metric(m, name, **labels)
+            check(v is not None, "%s%r missing from the scrape:\n%s" % (name, labels, text[:3000]))
+            return v
+        # The pool runs each claim as one job: 13 claims (the flaky job twice).
+        eq(val("wpool_jobs_completed_total", outcome="ok"), 11.0, "pool: ok")
+        eq(val("wpool_jobs_completed_total", outcome="failed"), 2.0, "pool: failed (404, first 503)")
+        eq(val("wpool_http_responses_total", code="503"), 1.0, "503 responses")
+        eq(val("wpool_queue_ends_total", outcome="ok"), 11.0, "queue: ok")
+        eq(val("wpool_queue_ends_total", outcome="failed"), 1.0, "queue: failed (the 404)")
+        eq(val("wpool_queue_ends_total", outcome="retry"), 1.0, "queue: retry (the 503)")
+        eq(val("wpool_queue_ends_total", outcome="released"), 0.0, "queue: released")
+        check(val("process_start_time_seconds") > 0, "process metrics")
+        eq((summary["claimed"], summary["ok"], summary["failed"], summary["retry"]), (13, 11, 1, 1),
+           "the summary record: %r" % summary)
+        recs = tobs.read_json_log(log)
+        start = [r for r in recs if r["msg"] == "worker start"]
+        eq(len(start), 1, "one worker start record")
+        eq(start[0]["queue"], "default", "worker start: queue")
+        gave_up = [r for r in recs if r["msg"] == "giving up"]
+        eq([(r["url"], r["status"]) for r in gave_up], [(srv.url("/status/404"), 404),
+                                                         (srv.url("/flaky/f/1"), 503)],
+           "give-up records, one per failed claim")
+        eq(sorted(_states(pg).values()), [(2, 1)] * 10 + [(2, 2), (3, 1)],
+           "the queue: 10 ok at once, the 503 ok at its second claim, the 404 failed")
+
+
+def test_work_refuses_options_that_mean_nothing_there():
+    """Options of fetch that have no use in work are usage errors (exit 2)
+    that say why, before any connection (the port is dead)."""
+    dead = "postgresql://postgres@127.0.0.1:%d/postgres" % _free_port()
+    for opt, why in ((["-o", "x.txt"], b"wpool results --db"), (["-f", "jsonl"], b"wpool results --db"),
+                     (["--ordered"], b"wpool results --db"), (["--max-failures", "3"], b"SIGINT"),
+                     (["-q", "10"], b"--batch"), (["--progress"], b"wpool status"),
+                     (["--no-progress"], b"progress bar"), (["--job-timeout", "5s"], b"--timeout")):
+        r = wpool(["work", "--db", dead] + opt)
+        eq(r.rc, 2, "work %s (%r)" % (" ".join(opt), r))
+        check(b"not with work" in r.err and why in r.err and b"PostgreSQL" not in r.err,
+              "work %s says why, before connecting: %r" % (" ".join(opt), r.err))
+    # Bad observability values are usage errors too; good ones get as far
+    # as the database.
+    r = wpool(["work", "--db", dead, "--log-format", "yaml"])
+    eq(r.rc, 2, "--log-format yaml (%r)" % r)
+    check(b"--log-format" in r.err, "says which: %r" % r.err)
+    r = wpool(["work", "--db", dead, "--metrics", "0", "--log-level", "debug"])
+    eq(r.rc, 2, "a dead database (%r)" % r)
+    check(b"PostgreSQL" in r.err, "the database's error: %r" % r.err)
+
+
 def test_pg_enqueue_a_million_urls_with_flat_memory():
     """Plain build only: under ASan/TSan the resident size measures the
     sanitizer's shadow memory and allocator, not ours, and a million rows
