@@ -720,10 +720,12 @@ def test_pg_work_honours_retry_after():
 
 
 def test_pg_work_metrics_and_json_logs():
-    """wpool work --metrics --log-format json: a scrape passes promtool, the
-    pool's and the queue's counters hold this worker's numbers (a 404 is
-    final, a 503 goes back for a retry, the rest are ok), and every log line
-    is JSON with the worker's start, its give-ups and its summary."""
+    """wpool work --metrics --log-format json --otlp-endpoint: a scrape
+    passes promtool, the pool's and the queue's counters hold this worker's
+    numbers (a 404 is final, a 503 goes back for a retry, the rest are ok),
+    every log line is JSON with the worker's start, its give-ups and its
+    summary, and the collector got one trace per claim (a job span and its
+    attempt's span)."""
     import test_obs as tobs
     with PgServer() as pg, Server() as srv, _tmpdir() as d:
         paths = ["/delay/50/o%d" % i for i in range(1, 11)] + ["/status/404", "/flaky/f/1"]
@@ -731,7 +733,8 @@ def test_pg_work_metrics_and_json_logs():
         log = os.path.join(d, "log.jsonl")
         w = Worker(["--db", pg.url, "-w", 4, "-r", 1, "--backoff", "100ms,200ms",
                     "--metrics", "0", "--metrics-linger", "120s", "--log-format", "json",
-                    "--log-file", log, "--exit-when-empty"])
+                    "--log-file", log, "--otlp-endpoint", srv.url("/v1/traces"),
+                    "--exit-when-empty"])
         try:
             port = tobs.metrics_port(log, 30 * h.SLOW)
             # The queue is done once the summary is logged; the worker then
@@ -770,6 +773,20 @@ def test_pg_work_metrics_and_json_logs():
            "give-up records, one per failed claim")
         eq(sorted(_states(pg).values()), [(2, 1)] * 10 + [(2, 2), (3, 1)],
            "the queue: 10 ok at once, the 503 ok at its second claim, the 404 failed")
+        spans, _ = tobs.otlp_spans(srv)
+        traces = {}
+        for sp in spans:
+            traces.setdefault(sp["traceId"], []).append(sp)
+        eq(len(traces), 13, "one trace per claim")
+        jobs = []
+        for sps in traces.values():
+            root = [x for x in sps if "parentSpanId" not in x]
+            eq(len(root), 1, "one job span a trace: %r" % sps)
+            eq([x["parentSpanId"] for x in sps if x is not root[0]], [root[0]["spanId"]],
+               "one attempt span under the job span")
+            jobs.append(int(root[0]["attrs"]["wpool.job.id"]))
+        eq(sorted(jobs), sorted(list(range(1, 13)) + [12]), "job IDs of the traces (the 503 twice)")
+        eq(val("wpool_trace_spans_exported_total"), 26.0, "spans exported")
 
 
 def test_work_refuses_options_that_mean_nothing_there():
