@@ -1555,7 +1555,8 @@ static int cmd_work(int argc, char **argv) {
   qc.retry.retryable = wp__fetch_retryable;
   if (wp__qrunner_create(&qc, &R.qr, err, sizeof err) != 0) {
     fprintf(stderr, "%s work: %s\n", prog, err);
-    wp__obs_log(R.obs, WP__LOG_ERROR, "cannot start", NULL, 0);
+    wp__log_field f[] = {WP__FSTR("error", err)};
+    wp__obs_log(R.obs, WP__LOG_ERROR, "cannot start", f, 1);
     wp__fetch_destroy(R.engine);
     wp__obs_stop(R.obs);
     free(o.headers);
