@@ -80,3 +80,20 @@ bool wp__fail_limit_hit(const wp__fail_limit *l, uint64_t failed,
   /* failed / done >= n / 100, in integers (failed <= done, n <= 100). */
   return failed * 100 >= l->n * done;
 }
+
+uint64_t wp__nofile_need(const wp__nofile_use *u) {
+  uint64_t n = WP__NOFILE_BASE;
+  n += u->workers;
+  n += u->loop_fds;
+  n += u->files;
+  if (u->metrics) n += WP__NOFILE_METRICS;
+  if (u->queue) n += WP__NOFILE_QUEUE;
+  return n;
+}
+
+int wp__nofile_plan(uint64_t need, uint64_t soft, uint64_t hard, uint64_t *to) {
+  if (soft >= need) return 0;
+  if (hard < need) return -1;
+  *to = hard == UINT64_MAX ? need : hard;
+  return 1;
+}

@@ -25,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -127,7 +128,17 @@ static void print_fetch_help(FILE *f) {
       "\n"
       "Options:\n"
       "  -w, --workers N          transfers in flight at most, 1-10000 "
-      "(default 16)\n"
+      "(default 16);\n"
+      "                           each holds a socket: if the soft limit of "
+      "open\n"
+      "                           files (ulimit -n) is below about N + 4 per "
+      "loop +\n"
+      "                           one per FILE + 32 (+68 with --metrics), "
+      "wpool\n"
+      "                           raises it to the hard limit, saying so, "
+      "or, if\n"
+      "                           that is below too, exits 2 before "
+      "starting\n"
       "  -q, --queue N            jobs read ahead of the transfers (default "
       "2*workers)\n"
       "  -t, --timeout DUR        time limit of one attempt (default 30s; 0: "
@@ -1001,6 +1012,54 @@ static void summary(void) {
           R.by_class[0]);
 }
 
+/* File descriptors (cli/limits.h counts them): if the soft RLIMIT_NOFILE
+ * is below what the run needs, raise it to the hard limit and say so; if
+ * the hard limit is below too, say so and refuse to start (the caller
+ * exits 2), so that a run never meets EMFILE halfway, where libcurl would
+ * report it as "Couldn't connect" job after job. */
+static int ensure_nofile(const options *o, bool queue) {
+  struct rlimit rl;
+  if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return 0; /* cannot tell */
+  wp__nofile_use u;
+  memset(&u, 0, sizeof u);
+  u.workers = o->workers;
+  u.loop_fds = (uint64_t)wp__fetch_loop_count(o->workers, o->loops) *
+               WP__FETCH_FDS_PER_LOOP;
+  u.files = o->nfiles > 0 ? o->nfiles : 1;
+  u.metrics = o->obs.metrics_addr != NULL;
+  u.queue = queue;
+  uint64_t need = wp__nofile_need(&u);
+  uint64_t soft = rl.rlim_cur == RLIM_INFINITY ? UINT64_MAX : rl.rlim_cur;
+  uint64_t hard = rl.rlim_max == RLIM_INFINITY ? UINT64_MAX : rl.rlim_max;
+  uint64_t to = 0;
+  int plan = wp__nofile_plan(need, soft, hard, &to);
+  if (plan == 0) return 0;
+  char eb[128] = "";
+  if (plan > 0) {
+    rl.rlim_cur = (rlim_t)to;
+    if (setrlimit(RLIMIT_NOFILE, &rl) == 0) {
+      fprintf(stderr,
+              "%s %s: --workers %u needs about %" PRIu64
+              " file descriptors: raised the soft limit from %" PRIu64
+              " to %" PRIu64 "\n",
+              prog, cmd_name, o->workers, need, soft, to);
+      return 0;
+    }
+    int e = errno;
+    char why[96];
+    snprintf(eb, sizeof eb, " (raising it failed: %s)",
+             strerror_r(e, why, sizeof why));
+  }
+  char hb[32] = "unlimited";
+  if (hard != UINT64_MAX) snprintf(hb, sizeof hb, "%" PRIu64, hard);
+  fprintf(stderr,
+          "%s %s: --workers %u needs about %" PRIu64
+          " file descriptors, but the limit is %" PRIu64
+          " (hard limit %s)%s: raise it (ulimit -n) or lower --workers\n",
+          prog, cmd_name, o->workers, need, soft, hb, eb);
+  return -1;
+}
+
 /* The run could not start: nothing was read, so no job is owed a result.
  * Says why ("what: why", or why alone), stops what runs, frees everything
  * made so far. */
@@ -1072,6 +1131,10 @@ static int cmd_fetch(int argc, char **argv) {
   memset(&R, 0, sizeof R);
   R.o = &o;
 
+  if (ensure_nofile(&o, false) != 0) {
+    free(o.headers);
+    return EXIT_USAGE;
+  }
   char err[512];
   if (wp__reader_open(&R.rd, o.files, o.nfiles, err, sizeof err) != 0) {
     fprintf(stderr, "%s fetch: %s\n", prog, err);
@@ -1329,7 +1392,11 @@ static void print_work_help(void) {
       "it)\n"
       "  and the options of 'wpool fetch' that shape a transfer: -w, -t,\n"
       "  --connect-timeout, --max-redirects, --max-body, -X, -H, -A, --loops,\n"
-      "  --deadline, --rate, --per-host.\n"
+      "  --deadline, --rate, --per-host. -w N needs about N + 4 per loop + 37 "
+      "open\n"
+      "  files: a lower soft limit is raised to the hard one, or the run is "
+      "refused\n"
+      "  (exit 2) before any connection, as in 'wpool fetch --help'.\n"
       "\n"
       "Observability, as in 'wpool fetch': --metrics ADDR, --metrics-linger "
       "DUR,\n"
@@ -1494,6 +1561,10 @@ static int cmd_work(int argc, char **argv) {
   if (o.state) usage_error("--state: not with work (the queue is the state)");
   if (o.fetch_only)
     usage_error("%s: not with work: %s", o.fetch_only, o.fetch_only_why);
+  if (ensure_nofile(&o, true) != 0) {
+    free(o.headers);
+    return EXIT_USAGE;
+  }
   memset(&R, 0, sizeof R);
   R.o = &o;
   pthread_mutex_init(&R.out_mu, NULL);

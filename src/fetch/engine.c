@@ -648,13 +648,7 @@ int wp__fetch_create(const wp__fetch_config *cfg, wp__fetch **out, char *errbuf,
     return WP_ENOMEM;
   }
   f->cfg = *cfg;
-  unsigned loops = cfg->loops;
-  if (loops == 0) {
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    loops = n > 0 ? (unsigned)n : 1;
-  }
-  if (loops > cfg->concurrency) loops = cfg->concurrency;
-  if (loops > 64) loops = 64;
+  unsigned loops = wp__fetch_loop_count(cfg->concurrency, cfg->loops);
   f->nloops = loops;
   f->loops = calloc(loops, sizeof *f->loops);
   char ua[64];
@@ -702,6 +696,16 @@ fail:
   free(f->loops);
   free(f);
   return rc;
+}
+
+unsigned wp__fetch_loop_count(unsigned concurrency, unsigned loops) {
+  if (loops == 0) {
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    loops = n > 0 ? (unsigned)n : 1;
+  }
+  if (loops > concurrency) loops = concurrency;
+  if (loops > 64) loops = 64;
+  return loops > 0 ? loops : 1;
 }
 
 wp_pool *wp__fetch_pool(wp__fetch *f) { return f->pool; }

@@ -115,6 +115,13 @@ typedef struct wp__fetch wp__fetch;
  * gets a message. */
 int wp__fetch_create(const wp__fetch_config *cfg, wp__fetch **out, char *errbuf,
                      size_t errlen);
+/* How many event loops an engine of this configuration runs: `loops`, or
+ * one per core when 0, at most `concurrency` and at most 64. Each loop holds
+ * WP__FETCH_FDS_PER_LOOP file descriptors (an epoll set, an eventfd and
+ * libcurl's multi wakeup socket pair), besides one socket per transfer. */
+unsigned wp__fetch_loop_count(unsigned concurrency, unsigned loops);
+#define WP__FETCH_FDS_PER_LOOP 4
+
 /* The pool under the engine: submit, shutdown, shutdown_now, stats. */
 wp_pool *wp__fetch_pool(wp__fetch *f);
 /* Shuts down now if needed, frees everything. NULL is a no-op. */

@@ -107,4 +107,36 @@ TEST(max_failures_values_and_check) {
   ASSERT(!wp__fail_limit_hit(&one, 0, 100));
 }
 
+TEST(nofile_need_and_plan) {
+  /* What is counted: a socket per transfer, the loops', the inputs', the
+   * metrics server's and the queue's, on top of the base. */
+  wp__nofile_use u = {10000, 2 * 4, 1, false, false};
+  ASSERT_EQ(wp__nofile_need(&u), (uint64_t)(WP__NOFILE_BASE + 10000 + 8 + 1));
+  u.metrics = true;
+  u.queue = true;
+  ASSERT_EQ(wp__nofile_need(&u),
+            (uint64_t)(WP__NOFILE_BASE + 10000 + 8 + 1 + WP__NOFILE_METRICS +
+                       WP__NOFILE_QUEUE));
+  static const struct {
+    uint64_t need, soft, hard;
+    int rc;
+    uint64_t to;
+  } t[] = {
+      {10041, 20000, 20000, 0, 0},        /* enough */
+      {10041, 10041, 10041, 0, 0},        /* exactly enough */
+      {10041, 256, 20000, 1, 20000},      /* raised to the hard limit */
+      {10041, 256, 10041, 1, 10041},      /* the hard limit just enough */
+      {10041, 256, 10040, -1, 0},         /* one short */
+      {10041, 256, 1024, -1, 0},          /* far short */
+      {10041, 256, UINT64_MAX, 1, 10041}, /* unlimited hard: to the need */
+      {10041, UINT64_MAX, UINT64_MAX, 0, 0},
+  };
+  for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+    uint64_t to = 0;
+    int rc = wp__nofile_plan(t[i].need, t[i].soft, t[i].hard, &to);
+    if (rc != t[i].rc || to != t[i].to)
+      WP_FAIL_("row %zu: rc %d to %llu", i, rc, (unsigned long long)to);
+  }
+}
+
 int main(int argc, char **argv) { return wp_test_main(argc, argv); }
