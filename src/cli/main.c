@@ -558,6 +558,7 @@ typedef struct run {
   /* --state: results go to the state first, to the output after commit. */
   wp__state *state;
   bool state_failed; /* a commit failed: the run stops */
+  uint64_t n_unrecorded; /* results lost with a failed commit: run again */
   char state_errmsg[512];
   uint64_t n_skipped; /* jobs whose result the state already held */
 
@@ -728,7 +729,10 @@ static void state_commit(void *token, bool committed, const char *err,
     R.state_failed = true;
     snprintf(R.state_errmsg, sizeof R.state_errmsg, "%s", err ? err : "?");
   }
-  count_locked(&j->res, j);
+  /* Not counted as ok or failed: the summary and the exit status speak of
+   * the results the state holds (and the output shows); this job runs
+   * again on resume. */
+  R.n_unrecorded++;
   atomic_fetch_add(&R.done, 1);
   pthread_mutex_unlock(&R.out_mu);
   /* Not written: the output never shows what the state does not hold.
@@ -1093,10 +1097,13 @@ static int setup_failed(const char *what, const char *why,
   return EXIT_SOME_FAILED;
 }
 
-/* SIGPIPE is a write error; the others go to the controller (every thread
- * created afterwards inherits the mask). */
+/* SIGPIPE is a write error, and so is SIGXFSZ (a file size limit, ulimit
+ * -f, reached by the output or the state: EFBIG, reported, instead of a
+ * kill); the others go to the controller (every thread created afterwards
+ * inherits the mask). */
 static void block_signals(void) {
   signal(SIGPIPE, SIG_IGN);
+  signal(SIGXFSZ, SIG_IGN);
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGINT);
@@ -1303,9 +1310,12 @@ static int cmd_fetch(int argc, char **argv) {
   }
   if (R.state_failed)
     fprintf(stderr,
-            "%s fetch: %s; the run stopped (results not in the state were "
-            "not written)\n",
-            prog, R.state_errmsg);
+            "%s fetch: %s; the run stopped (%" PRIu64
+            " results not recorded, so not written). The state holds every "
+            "result written; run the same command again to resume (once "
+            "there is space, if the disk is full): the jobs without a result "
+            "there run again\n",
+            prog, R.state_errmsg, R.n_unrecorded);
   if (R.state && R.n_skipped > 0)
     fprintf(stderr,
             "%s fetch: resumed from %s: %" PRIu64

@@ -33,6 +33,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "store/store.h"
@@ -294,28 +295,38 @@ static int bind_rec(sqlite3_stmt *st, const wp__state_rec *rec) {
   return sqlite3_step(st) == SQLITE_DONE ? 0 : -1;
 }
 
-/* One transaction for the batch. Returns 0 or -1 (message in s->errmsg). */
+/* One transaction for the batch. Returns 0 or -1 (message in s->errmsg:
+ * the file and SQLite's words, e.g. "database or disk is full", taken
+ * before the ROLLBACK, which would replace them). A failed transaction
+ * leaves the state as it was: every earlier commit stays. */
 static int commit_batch(wp__state *s, item *batch, size_t n) {
-  char *msg = NULL;
-  if (sqlite3_exec(s->w, "BEGIN", NULL, NULL, &msg) != SQLITE_OK) goto fail;
+  if (sqlite3_exec(s->w, "BEGIN", NULL, NULL, NULL) != SQLITE_OK) goto fail;
   for (size_t i = 0; i < n; i++) {
     if (!batch[i].has_rec) continue;
-    if (bind_rec(s->ins, &batch[i].rec) != 0) {
-      sqlite3_reset(s->ins);
-      sqlite3_exec(s->w, "ROLLBACK", NULL, NULL, NULL);
-      goto fail;
-    }
+    if (bind_rec(s->ins, &batch[i].rec) != 0) goto fail;
   }
   sqlite3_reset(s->ins);
-  if (sqlite3_exec(s->w, "COMMIT", NULL, NULL, &msg) != SQLITE_OK) {
-    sqlite3_exec(s->w, "ROLLBACK", NULL, NULL, NULL);
-    goto fail;
-  }
+  if (sqlite3_exec(s->w, "COMMIT", NULL, NULL, NULL) != SQLITE_OK) goto fail;
   return 0;
-fail:
-  snprintf(s->errmsg, sizeof s->errmsg, "%s: writing the state: %s", s->path,
-           msg ? msg : sqlite3_errmsg(s->w));
-  sqlite3_free(msg);
+fail:;
+  /* SQLite says "disk I/O error" for most failed writes, and the system's
+   * error is often gone by then: name a file size limit (ulimit -f: EFBIG)
+   * when there is one, else the system's error when SQLite kept it. */
+  int code = sqlite3_extended_errcode(s->w) & 0xff;
+  int sys = sqlite3_system_errno(s->w);
+  char eb[160] = "", why[100];
+  struct rlimit fl;
+  if ((code == SQLITE_IOERR || code == SQLITE_FULL) &&
+      getrlimit(RLIMIT_FSIZE, &fl) == 0 && fl.rlim_cur != RLIM_INFINITY)
+    snprintf(eb, sizeof eb, " (the file size limit, ulimit -f, is %llu bytes)",
+             (unsigned long long)fl.rlim_cur);
+  else if (sys != 0)
+    snprintf(eb, sizeof eb, " (%s)", strerror_r(sys, why, sizeof why));
+  snprintf(s->errmsg, sizeof s->errmsg, "%s: writing the state: %s%s", s->path,
+           sqlite3_errmsg(s->w), eb);
+  sqlite3_reset(s->ins);
+  if (!sqlite3_get_autocommit(s->w))
+    sqlite3_exec(s->w, "ROLLBACK", NULL, NULL, NULL);
   return -1;
 }
 

@@ -16,10 +16,13 @@
 Each top-level `def test_<name>(` is one CTest test. Helpers: harness.py;
 the PostgreSQL server of test_store.py (PgServer).
 """
+import errno
 import os
 import resource
+import sqlite3
 import subprocess
 import sys
+import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as h  # noqa: E402
@@ -133,6 +136,166 @@ def test_nofile_no_descriptor_kept_per_job():
             check("Couldn't connect" not in (r["error"] or "") or ":%d/" % dead in r["url"],
                   "job %d: a descriptor ran out? %r" % (i, r))
         eq(p.returncode, 1, "some jobs failed (%r)" % p.stderr[-500:])
+
+
+# ---- the state file's disk fills up -----------------------------------------
+
+STATE_JOBS = 600
+
+
+def _fill(path):
+    """Writes `path` until the filesystem has not one byte left."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+    try:
+        for chunk in (1 << 20, 1 << 16, 1 << 12, 1 << 9, 1):
+            buf = b"\0" * chunk
+            while True:
+                try:
+                    os.write(fd, buf)
+                except OSError as e:
+                    check(e.errno in (errno.ENOSPC, errno.EFBIG), "filling: %r" % e)
+                    break
+    finally:
+        os.close(fd)
+
+
+def _state_rows(path):
+    """id -> (ok, status) of the final results the state holds, read with
+    Python's own sqlite3."""
+    db = sqlite3.connect("file:%s?mode=ro" % path, uri=True, timeout=30)
+    try:
+        return {i: (bool(ok), st) for i, ok, st in
+                db.execute("SELECT id, ok, status FROM wpool_jobs WHERE done = 1")}
+    finally:
+        db.close()
+
+
+def _done_count(path):
+    """Final results in the state so far (0 before it exists)."""
+    try:
+        db = sqlite3.connect("file:%s?mode=ro" % path, uri=True, timeout=30)
+        try:
+            return db.execute("SELECT count(*) FROM wpool_jobs WHERE done = 1").fetchone()[0]
+        finally:
+            db.close()
+    except sqlite3.OperationalError:
+        return 0  # not created yet
+
+
+def _stop_then_resume(s, d, what, make_it_fail, expect):
+    """A --state run in d; once 40 results are committed,
+    make_it_fail(pid, state) makes every further write of the state fail
+    (and returns what undoes it, or None). wpool must stop, exit 2,
+    say which file and `expect` (a regex); nothing it wrote may be missing
+    from the state; the same command run again (without the fault) resumes:
+    each job once in `wpool results`, and no job whose result the first
+    run wrote is fetched again."""
+    import re
+    s.reset_stats()
+    paths = ["/delay/15/%s%d" % (what, i) for i in range(1, STATE_JOBS + 1)]
+    inp = write_file([s.url(p) for p in paths])
+    state = os.path.join(d, "run.db")
+    args = ["-w", 4, "-f", "jsonl", "--state", state, inp]
+    try:
+        b = h.Background(args)
+        # The state, not the output (buffered: 64 KB at a time), tells
+        # when 40 results are committed.
+        h.wait_until(lambda: _done_count(state) >= 40 or b.proc.poll() is not None,
+                     60 * h.SLOW, "%s: 40 results in the state" % what)
+        heal = make_it_fail(b.pid, state)
+        r1 = b.finish(60)
+        eq(r1.rc, 2, "%s: exit status (%r)" % (what, r1))
+        msg = r1.err.decode("utf-8", "replace")
+        check(("%s: writing the state: " % state) in msg and re.search(expect, msg)
+              and "run the same command again to resume" in msg,
+              "%s: the error names the file and says why: %r" % (what, msg[-800:]))
+        out1 = h.by_id(h.parse_jsonl(r1.out))
+        check(40 <= len(out1) < STATE_JOBS, "%s: stopped mid-run (%d results)" % (what, len(out1)))
+        summ = h.summary(r1.err)
+        eq(summ["ok"] + summ["failed"], len(out1), "%s: the summary counts what was written" % what)
+        rows = _state_rows(state)
+        for i, r in out1.items():
+            check(i in rows, "%s: job %d was written but is not in the state" % (what, i))
+            eq(rows[i], (r["ok"], r["status"]), "%s: job %d in the state" % (what, i))
+        # The same command again, without the fault: it resumes.
+        if heal:
+            heal()
+        r2 = h.run_wpool(args, timeout=120)
+        eq(r2.rc, 0, "%s: the rerun (%r)" % (what, r2))
+        check(b"resumed from %s: %d jobs already done there were skipped"
+              % (state.encode(), len(rows)) in r2.err, "%s: resumed (%r)" % (what, r2.err[-500:]))
+        out2 = h.by_id(h.parse_jsonl(r2.out))
+        eq(sorted(out2), sorted(set(range(1, STATE_JOBS + 1)) - set(rows)),
+           "%s: the rerun ran exactly the jobs the state did not hold" % what)
+        res = h.parse_jsonl(wpool_results(state))
+        h.check_ids(res, STATE_JOBS, "%s: wpool results --state" % what)
+        eq([x["id"] for x in res], list(range(1, STATE_JOBS + 1)), "%s: ID order" % what)
+        check(all(x["ok"] for x in res), "%s: every job ok" % what)
+        counts = s.stats()["paths"]
+        for i in rows:
+            eq(counts.get(paths[i - 1]), 1, "%s: requests for job %d, recorded by the first run"
+               % (what, i))
+        note("%s: the first run wrote %d results (state: %d), the rerun %d"
+             % (what, len(out1), len(rows), len(out2)))
+    finally:
+        os.unlink(inp)
+
+
+def wpool_results(state):
+    p = _run(["results", "--state", state, "-f", "jsonl"])
+    eq(p.returncode, 0, "wpool results (%r)" % p.stderr)
+    return p.stdout
+
+
+def test_state_disk_full_mid_run_then_resume():
+    """Two ways the state's writes fail mid-run, each then resumed:
+    (1) the disk is full: the state on a 4 MB tmpfs that the test fills to
+    the last byte (root only: mount; skipped with a note otherwise, or where
+    mount is not permitted); also a new state on the full disk is refused
+    clearly; (2) a file size limit (RLIMIT_FSIZE set on the running wpool
+    with prlimit, at the state's current size: writes past it fail with
+    EFBIG; wpool ignores SIGXFSZ), which needs no privilege."""
+    with Server() as s:
+        # (2) the file size limit.
+        with tempfile.TemporaryDirectory(prefix="wpool-fsize-") as d:
+            def fsize(pid, state):
+                size = max(os.path.getsize(p) for p in (state, state + "-wal")
+                           if os.path.exists(p))
+                resource.prlimit(pid, resource.RLIMIT_FSIZE, (size, size))
+                return None  # the rerun is another process: no limit
+            _stop_then_resume(s, d, "fsize", fsize, r"the file size limit, ulimit -f, is \d+ bytes")
+        # (1) the disk full.
+        d = tempfile.mkdtemp(prefix="wpool-full-")
+        try:
+            if os.geteuid() != 0:
+                note("disk full: skipped (not root: cannot mount a small tmpfs)")
+                return
+            m = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", d],
+                               capture_output=True)
+            if m.returncode != 0:
+                note("disk full: skipped (mount refused: %s)" % m.stderr.decode().strip())
+                return
+            try:
+                filler = os.path.join(d, "filler")
+                def full(pid, state):
+                    _fill(filler)
+                    return lambda: os.unlink(filler)
+                _stop_then_resume(s, d, "full", full, r"database or disk is full")
+                # A new state on a full disk: refused, clearly.
+                _fill(filler)
+                p = _run(["fetch", "--state", os.path.join(d, "new.db")],
+                         h.lines_bytes([s.url("/ok")]))
+                eq(p.returncode, 2, "a new state on a full disk (%r)" % p.stderr)
+                note("a new state on a full disk: %s" % p.stderr.decode().strip())
+                check(b"new.db" in p.stderr and b"full" in p.stderr,
+                      "says which file and why: %r" % p.stderr)
+                eq(p.stdout, b"", "nothing written")
+            finally:
+                u = subprocess.run(["umount", d], capture_output=True)
+                if u.returncode != 0:
+                    subprocess.run(["umount", "-l", d])
+        finally:
+            os.rmdir(d)
 
 
 if __name__ == "__main__":
