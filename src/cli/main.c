@@ -1432,7 +1432,11 @@ static void print_work_help(void) {
       "A job runs twice only if its lease expires while it still runs (a "
       "worker\n"
       "killed, stopped or cut off for longer than the lease).\n"
-      "Exit status: 0; 2 usage or database error; 130 ended by a signal.\n",
+      "Exit status: 0; 1 a thread could not start; 2 usage or database "
+      "error (also\n"
+      "one mid-run, such as the server stopping: the worker stops, and the "
+      "jobs it\n"
+      "held run again once their lease ends); 130 ended by a signal.\n",
       prog);
 }
 
@@ -1647,6 +1651,23 @@ static int cmd_work(int argc, char **argv) {
   const char *qname = w.queue ? w.queue : "default";
   /* Structured logs on stderr: the records replace the text lines. */
   bool text = !wp__obs_owns_stderr(R.obs);
+  int trc = pthread_create(&R.controller, NULL, controller, NULL);
+  if (trc != 0) {
+    /* Nothing claimed yet. (Unchecked, a later pthread_kill of a thread
+     * that never started would crash.) */
+    char eb[128];
+    snprintf(err, sizeof err, "cannot start a thread: %s",
+             strerror_r(trc, eb, sizeof eb));
+    fprintf(stderr, "%s work: %s\n", prog, err);
+    wp__log_field f[] = {WP__FSTR("error", err)};
+    wp__obs_log(R.obs, WP__LOG_ERROR, "cannot start", f, 1);
+    wp__fetch_destroy(R.engine);
+    wp__qrunner_destroy(R.qr);
+    R.qr = NULL;
+    wp__obs_stop(R.obs);
+    free(o.headers);
+    return EXIT_SOME_FAILED;
+  }
   if (text)
     fprintf(stderr, "%s work: worker %s on queue '%s'\n", prog,
             wp__qrunner_worker_id(R.qr), qname);
@@ -1659,7 +1680,6 @@ static int cmd_work(int argc, char **argv) {
                          WP__FSTR("version", WPOOL_VERSION)};
     wp__obs_log(R.obs, WP__LOG_INFO, "worker start", f, sizeof f / sizeof f[0]);
   }
-  pthread_create(&R.controller, NULL, controller, NULL);
 
   int rc = wp__qrunner_run(R.qr, err, sizeof err);
   if (rc != 0) {
@@ -1687,6 +1707,17 @@ static int cmd_work(int argc, char **argv) {
             " ok, %" PRIu64 " failed, %" PRIu64 " to retry, %" PRIu64
             " released\n",
             prog, st.claimed, secs, st.ok, st.failed, st.retried, st.released);
+  if (rc != 0 || frc != 0) {
+    if (text)
+      fprintf(stderr,
+              "%s work: stopped on that error; %" PRIu64
+              " of those ends could not be recorded: the jobs this worker "
+              "still held go back to the queue when their lease ends, and "
+              "run again\n",
+              prog, st.unrecorded);
+    wp__log_field f[] = {WP__FUINT("unrecorded", st.unrecorded)};
+    wp__obs_log(R.obs, WP__LOG_ERROR, "ends not recorded", f, 1);
+  }
   {
     wp__log_field f[] = {WP__FSTR("worker", wp__qrunner_worker_id(R.qr)),
                          WP__FUINT("claimed", st.claimed),

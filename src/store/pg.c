@@ -105,6 +105,11 @@ static void pg_err(wp__pg *pg, char *err, size_t errlen, const char *what,
   wp__pg_redact(err, pg->conninfo);
 }
 
+static void drop_notice(void *arg, const char *message) {
+  (void)arg;
+  (void)message;
+}
+
 int wp__pg_connect(const char *conninfo, wp__pg **out, char *err,
                    size_t errlen) {
   *out = NULL;
@@ -126,7 +131,11 @@ int wp__pg_connect(const char *conninfo, wp__pg **out, char *err,
     free(pg);
     return -1;
   }
-  /* Our messages say what failed; the server's NOTICEs are noise here. */
+  /* Our messages say what failed; the server's NOTICEs are noise here,
+   * and so are its WARNINGs, which libpq would print raw on stderr
+   * ("terminating connection due to ... shutdown command" as the server
+   * stops, before the error that we do report). */
+  PQsetNoticeProcessor(pg->c, drop_notice, NULL);
   PGresult *r = PQexec(pg->c, "SET client_min_messages = warning");
   PQclear(r);
   *out = pg;

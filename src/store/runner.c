@@ -46,7 +46,7 @@ struct wp__qrunner {
 
   int failed;
   char errmsg[512];
-  atomic_uint_fast64_t claimed, ok, nfailed, retried, released;
+  atomic_uint_fast64_t claimed, ok, nfailed, retried, released, unrecorded;
 };
 
 static void set_error(wp__qrunner *r, const char *msg) {
@@ -160,6 +160,7 @@ static void *completer(void *arg) {
             wp_backoff_full_jitter(r->cfg.retry.base_ns, r->cfg.retry.cap_ns,
                                    batch[i].attempts, &r->rng);
     if (wp__pg_finish(r->done, r->worker, batch, n, err, sizeof err) != 0) {
+      atomic_fetch_add(&r->unrecorded, n);
       set_error(r, err);
       wp__qrunner_stop(r); /* claim no more: leases bring these back */
     }
@@ -418,6 +419,7 @@ void wp__qrunner_stats_get(wp__qrunner *r, wp__qrunner_stats *out) {
   out->failed = atomic_load(&r->nfailed);
   out->retried = atomic_load(&r->retried);
   out->released = atomic_load(&r->released);
+  out->unrecorded = atomic_load(&r->unrecorded);
 }
 
 const char *wp__qrunner_worker_id(const wp__qrunner *r) { return r->worker; }

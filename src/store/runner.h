@@ -68,6 +68,9 @@ typedef struct wp__qresult {
 
 typedef struct wp__qrunner_stats {
   uint64_t claimed, ok, failed, retried, released;
+  /* Results (or releases) whose write to the database failed: their jobs
+   * run again once their lease ends. */
+  uint64_t unrecorded;
 } wp__qrunner_stats;
 
 /* Connects (three connections), checks the schema, registers the worker.

@@ -19,6 +19,7 @@ the PostgreSQL server of test_store.py (PgServer).
 import errno
 import os
 import resource
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -27,6 +28,7 @@ import tempfile
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as h  # noqa: E402
 from harness import Server, check, eq, fail, note, write_file  # noqa: E402
+import test_store as ts  # noqa: E402  (PgServer, Worker: the PostgreSQL fixture)
 
 
 def _limit(soft, hard):
@@ -296,6 +298,94 @@ def test_state_disk_full_mid_run_then_resume():
                     subprocess.run(["umount", "-l", d])
         finally:
             os.rmdir(d)
+
+
+# ---- the PostgreSQL server stops mid-run -------------------------------------
+
+def _pg_start_again(pg):
+    """Starts PostgreSQL again on the same data folder and port (after a
+    stop that left the folder), as PgServer did."""
+    pg.proc = subprocess.Popen([
+        os.path.join(ts.PG_BIN, "postgres"), "-D", pg.data, "-p", str(pg.port),
+        "-k", pg.dir, "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off",
+        "-c", "max_connections=200", "-c", "shared_buffers=64MB"],
+        stdin=subprocess.DEVNULL, stdout=pg._log, stderr=pg._log,
+        start_new_session=True, **pg.user)
+    h.wait_until(pg._ready, 60 * h.SLOW, "PostgreSQL to accept connections again")
+
+
+def test_pg_server_stopped_mid_run_then_restarted():
+    """Two workers run a queue; the server is stopped (immediate shutdown,
+    as `pg_ctl stop -m immediate`) while they hold claims: each worker ends
+    within a bound with a clear error (exit 2, 'PostgreSQL', the password
+    never printed), no crash, no hang; enqueue, status, migrate and results
+    against the stopped server too. After a restart, a new worker takes
+    back the jobs claimed at the stop once their lease ran out, and every
+    job ends completed exactly once; a job recorded before the stop was
+    never fetched again."""
+    n = 100
+    lease = 2 * h.SLOW
+    with ts.PgServer() as pg, Server() as srv, tempfile.TemporaryDirectory(prefix="wpool-pg-") as d:
+        paths = ["/delay/200/p%d" % i for i in range(1, n + 1)]
+        ts._pg_queue(pg, srv, paths, d)
+        url = "postgresql://postgres:Sekr1t-pw@127.0.0.1:%d/postgres" % pg.port
+        args = ["--db", url, "-w", 4, "--batch", 4, "--lease", "%ds" % lease,
+                "--renew", "300ms", "--exit-when-empty"]
+        ws = [ts.Worker(args) for _ in range(2)]
+
+        def busy():
+            for w in ws:
+                check(w.proc.poll() is None, "a worker exited before the stop: %r" % w.err())
+            done, held = pg.sql("SELECT count(*) FILTER (WHERE state = 2),"
+                                " count(*) FILTER (WHERE state = 1) FROM wpool_jobs")[0]
+            return int(done) >= 10 and int(held) > 0
+
+        h.wait_until(busy, 60 * h.SLOW, "jobs done and jobs held")
+        pg.proc.send_signal(signal.SIGQUIT)  # immediate shutdown
+        pg.proc.wait(60 * h.SLOW)
+        for w in ws:
+            # The transfers in flight end in ~200 ms; the bound is generous.
+            rc, err = w.finish(60)
+            eq(rc, 2, "a worker's exit after the stop (%r)" % err[-800:])
+            check(b"PostgreSQL" in err and b"go back to the queue when their lease ends" in err,
+                  "the worker says what failed and what becomes of its jobs: %r" % err[-800:])
+            check(b"WARNING:" not in err, "libpq's raw notices on stderr: %r" % err[-800:])
+            check(b"Sekr1t" not in err, "the worker prints the password: %r" % err)
+            note("worker: %s" % err.decode("utf-8", "replace").strip())
+        inp = write_file([srv.url("/ok")], dir=d)
+        for cmd in (["enqueue", "--db", url, inp], ["status", "--db", url],
+                    ["migrate", "--db", url], ["results", "--db", url]):
+            p = _run(cmd, timeout=60)
+            eq(p.returncode, 2, "%s against the stopped server (%r)" % (cmd[0], p.stderr))
+            check(b"PostgreSQL" in p.stderr and b"Sekr1t" not in p.stderr + p.stdout,
+                  "%s: a clear error, no password: %r" % (cmd[0], p.stderr))
+            note("%s: %s" % (cmd[0], p.stderr.decode("utf-8", "replace").strip()))
+        _pg_start_again(pg)
+        st = ts._states(pg)
+        done_before = {i for i, (state, _) in st.items() if state == 2}
+        held = {i for i, (state, _) in st.items() if state == 1}
+        check(held, "jobs were claimed at the stop")
+        counts_before = srv.stats()["paths"]
+        w = ts.Worker(args)
+        rc, err = w.finish(180)
+        eq(rc, 0, "the worker after the restart (%r)" % err[-800:])
+        st = ts._states(pg)
+        eq({i: s for i, s in st.items() if s[0] != 2}, {}, "jobs not completed")
+        for i in held:
+            check(st[i][1] >= 2, "job %d, held at the stop, was taken back (attempts %r)"
+                  % (i, st[i]))
+        res = h.parse_jsonl(ts.results_db(url, "jsonl").out)
+        byid = h.check_ids(res, n, "wpool results --db")
+        check(all(r["ok"] for r in res), "every job ok")
+        counts = srv.stats()["paths"]
+        for i in done_before:
+            eq(counts.get(paths[i - 1]), 1, "requests for job %d, recorded before the stop" % i)
+        for i in range(1, n + 1):
+            check(counts.get(paths[i - 1], 0) >= 1, "job %d ran" % i)
+        note("at the stop: %d done, %d held; %d requests before the restart, %d after"
+             % (len(done_before), len(held), sum(counts_before.get(p, 0) for p in paths),
+                sum(counts.get(p, 0) for p in paths)))
+        del byid
 
 
 if __name__ == "__main__":
