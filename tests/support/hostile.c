@@ -209,7 +209,7 @@ static void make_bomb(void) {
 /* ---- routes ------------------------------------------------------------- */
 
 static void route_endless(int fd) {
-  static char chunk[65536];
+  char chunk[65536]; /* per connection (see route_reset_mid_body) */
   memset(chunk, 'e', sizeof chunk);
   if (!send_str(fd,
                 "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n"
@@ -252,7 +252,9 @@ static void route_huge_headers(int fd) {
 }
 
 static void route_reset_mid_body(int fd) {
-  static char part[5000];
+  /* On this connection thread's stack: a shared static buffer filled by
+   * every connection was a data race (TSan) once two ran at once. */
+  char part[5000];
   memset(part, 'r', sizeof part);
   if (!send_str(fd, "HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n") ||
       !send_all(fd, part, sizeof part))
@@ -263,7 +265,7 @@ static void route_reset_mid_body(int fd) {
 }
 
 static void route_http10(int fd) {
-  static char body[5000];
+  char body[5000]; /* per connection (see route_reset_mid_body) */
   memset(body, 'o', sizeof body);
   if (send_str(fd, "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\n"))
     send_all(fd, body, sizeof body);
