@@ -14,6 +14,15 @@
  *
  * The optional descriptor (wp_chan_fd) is kept level-triggered under the
  * mutex: readable iff len > 0 or closed.
+ *
+ * The pool's batch sends (wp__chan_send_all: a worker's buffered results)
+ * wait on a third condition, not_full_bulk, and are woken only once half of
+ * the channel is free (or it closes), one at a time, each passing the wake
+ * on while half is still free. Woken per freed slot, as a single send is,
+ * 256 workers blocked on a full results channel each woke to push one
+ * result and slept again: a futex round per result. A batch sender is
+ * internal: no caller waits on it for a single slot, and the receiver's
+ * draining always reaches the mark.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -36,10 +45,11 @@
 
 struct wp_chan {
   pthread_mutex_t mu;
-  pthread_cond_t not_empty, not_full;
+  pthread_cond_t not_empty, not_full, not_full_bulk;
   size_t item_size, cap;
   size_t head, len; /* guarded by mu */
-  unsigned recv_waiters, send_waiters;
+  size_t bulk_mark; /* free slots that wake a batch sender: max(1, cap/2) */
+  unsigned recv_waiters, send_waiters, bulk_waiters;
   bool closed;
   /* Mirrors for spinners, stored under mu (plain stores, no RMW). */
   atomic_size_t len_m;
@@ -62,11 +72,15 @@ int wp_chan_create(size_t item_size, size_t capacity, wp_chan **out) {
   if (wp__mutex_init_adaptive(&c->mu) != 0) goto fail_mu;
   if (pthread_cond_init(&c->not_empty, NULL) != 0) goto fail_ne;
   if (pthread_cond_init(&c->not_full, NULL) != 0) goto fail_nf;
+  if (pthread_cond_init(&c->not_full_bulk, NULL) != 0) goto fail_nfb;
   c->item_size = item_size;
   c->cap = capacity;
+  c->bulk_mark = capacity / 2 > 0 ? capacity / 2 : 1;
   c->fd_read = c->fd_write = -1;
   *out = c;
   return 0;
+fail_nfb:
+  pthread_cond_destroy(&c->not_full);
 fail_nf:
   pthread_cond_destroy(&c->not_empty);
 fail_ne:
@@ -84,6 +98,7 @@ void wp_chan_destroy(wp_chan *c) {
   if (!c) return;
   if (c->fd_read >= 0) close(c->fd_read);
   if (c->fd_write >= 0 && c->fd_write != c->fd_read) close(c->fd_write);
+  pthread_cond_destroy(&c->not_full_bulk);
   pthread_cond_destroy(&c->not_full);
   pthread_cond_destroy(&c->not_empty);
   pthread_mutex_destroy(&c->mu);
@@ -121,12 +136,19 @@ static void push(wp_chan *c, const void *item) {
   fd_update(c);
 }
 
+/* Caller holds mu: a batch sender waits and half the channel is free. */
+static void wake_bulk(wp_chan *c) {
+  if (c->bulk_waiters && c->cap - c->len >= c->bulk_mark)
+    pthread_cond_signal(&c->not_full_bulk);
+}
+
 static void pop(wp_chan *c, void *item) {
   memcpy(item, c->buf + c->head * c->item_size, c->item_size);
   if (++c->head == c->cap) c->head = 0;
   c->len--;
   atomic_store_explicit(&c->len_m, c->len, memory_order_relaxed);
   if (c->send_waiters) pthread_cond_signal(&c->not_full);
+  wake_bulk(c);
   fd_update(c);
 }
 
@@ -135,6 +157,7 @@ static void wake_all(void *arg) {
   pthread_mutex_lock(&c->mu);
   pthread_cond_broadcast(&c->not_empty);
   pthread_cond_broadcast(&c->not_full);
+  pthread_cond_broadcast(&c->not_full_bulk);
   pthread_mutex_unlock(&c->mu);
 }
 
@@ -275,6 +298,7 @@ int wp_chan_close(wp_chan *c) {
     atomic_store(&c->closed_m, true);
     pthread_cond_broadcast(&c->not_empty);
     pthread_cond_broadcast(&c->not_full);
+    pthread_cond_broadcast(&c->not_full_bulk);
     fd_update(c);
   }
   pthread_mutex_unlock(&c->mu);
@@ -341,11 +365,15 @@ int wp__chan_send_all(wp_chan *c, const void *items, size_t n) {
       spun = true;
       if (spin(c, true, NULL)) continue;
     }
-    c->send_waiters++;
-    pthread_cond_wait(&c->not_full, &c->mu);
-    c->send_waiters--;
+    c->bulk_waiters++;
+    do {
+      pthread_cond_wait(&c->not_full_bulk, &c->mu);
+    } while (!c->closed && c->cap - c->len < c->bulk_mark);
+    c->bulk_waiters--;
     spun = false;
   }
+  /* Half still free: the next batch sender goes on (see the top). */
+  wake_bulk(c);
   pthread_mutex_unlock(&c->mu);
   return rc;
 }

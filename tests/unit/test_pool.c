@@ -231,6 +231,41 @@ TEST(exactly_one_result_channel_post_order) {
   free(cc.seen);
 }
 
+/* Many workers and a small channel: the workers' buffered results wait
+ * for half the channel to be free (wp__chan_send_all), and every result
+ * still arrives exactly once, whatever the capacity (1: a wake per slot). */
+TEST(exactly_one_result_channel_many_workers_small_channel) {
+  static const struct {
+    unsigned workers;
+    size_t cap;
+  } cases[] = {{64, 16}, {64, 3}, {256, 1}, {256, 64}};
+  const size_t n = 20000;
+  for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+    chan_collector cc = {.n = n};
+    cc.seen = calloc(n + 1, sizeof *cc.seen);
+    ASSERT(cc.seen != NULL);
+    ASSERT_OK(wp_chan_create(sizeof(wp_result), cases[k].cap, &cc.c));
+    pthread_t t;
+    ASSERT_EQ(pthread_create(&t, NULL, collect_chan, &cc), 0);
+    wp_pool_config cfg = {0};
+    cfg.workers = cases[k].workers;
+    cfg.task = noop_task;
+    cfg.results = cc.c;
+    cfg.stack_size = 256 * 1024;
+    wp_pool *p;
+    ASSERT_OK(wp_pool_create(&cfg, &p));
+    for (size_t i = 1; i <= n; i++) ASSERT_OK(wp_pool_submit(p, i, NULL, NULL));
+    ASSERT_OK(wp_pool_shutdown(p, NULL));
+    ASSERT_OK(wp_chan_close(cc.c));
+    pthread_join(t, NULL);
+    wp_pool_destroy(p);
+    for (size_t i = 1; i <= n; i++) ASSERT_EQ(cc.seen[i], 1);
+    ASSERT_EQ(cc.values_ok, n);
+    wp_chan_destroy(cc.c);
+    free(cc.seen);
+  }
+}
+
 static int fail_odd_task(wp_ctx *ctx, wp_job *j, void *ws) {
   (void)ctx;
   (void)ws;
