@@ -261,6 +261,30 @@ def run_wpool(args, stdin=None, timeout=60, sanitizer_check=True):
     return Run(args, p.returncode, out, err, secs)
 
 
+# Processes a test started in the background: whatever is still running
+# when the test ends (a failure mid-way, before its kill or finish) is
+# killed, with its group, so that a failed test leaves nothing behind (a
+# wpool waiting out a 10-hour backoff, say).
+_started = []
+
+
+def track(proc):
+    """Registers a Popen started with start_new_session=True; returns it."""
+    _started.append(proc)
+    return proc
+
+
+def _reap_started():
+    while _started:
+        p = _started.pop()
+        if p.poll() is None:
+            _kill_group(p)
+            try:
+                p.wait(10)
+            except subprocess.TimeoutExpired:
+                pass
+
+
 class Background:
     """wpool fetch running in the background; its stdout is read line by
     line as it comes (wait_lines), its stderr collected."""
@@ -268,11 +292,11 @@ class Background:
     def __init__(self, args, stdin=None, stdout=None):
         self.args = [str(a) for a in args]
         self.t0 = time.monotonic()
-        self.proc = subprocess.Popen(
+        self.proc = track(subprocess.Popen(
             [WPOOL, "fetch"] + self.args,
             stdin=subprocess.DEVNULL if stdin is None else stdin,
             stdout=subprocess.PIPE if stdout is None else stdout,
-            stderr=subprocess.PIPE, start_new_session=True)
+            stderr=subprocess.PIPE, start_new_session=True))
         self.lines = []
         self.eof = False
         self._cv = threading.Condition()
@@ -488,6 +512,8 @@ def main(module_globals, argv):
         else:
             passed += 1
             sys.stdout.write("ok   %s (%.2fs)\n" % (name, time.monotonic() - t0))
+        finally:
+            _reap_started()
         sys.stdout.flush()
     sys.stdout.write("%d passed, %d failed\n" % (passed, failed))
     return 0 if failed == 0 else 1

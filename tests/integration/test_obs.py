@@ -24,7 +24,7 @@ import urllib.parse
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import (SLOW, WPOOL, Server, by_id, check, check_ids,  # noqa: E402
                      check_no_sanitizer_report, eq, fail, main, parse_jsonl,
-                     run_wpool, wait_until, write_file, _kill_group)
+                     run_wpool, track, wait_until, write_file, _kill_group)
 
 TS_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
@@ -41,9 +41,9 @@ class Wpool:
         self.err_path = os.path.join(tmp, "stderr")
         self._out = open(self.out_path, "wb")
         self._err = open(self.err_path, "wb")
-        self.proc = subprocess.Popen([WPOOL, "fetch"] + self.args, stdin=subprocess.DEVNULL,
-                                     stdout=self._out, stderr=self._err,
-                                     start_new_session=True)
+        self.proc = track(subprocess.Popen([WPOOL, "fetch"] + self.args,
+                                           stdin=subprocess.DEVNULL, stdout=self._out,
+                                           stderr=self._err, start_new_session=True))
 
     def stderr(self):
         with open(self.err_path, "rb") as f:

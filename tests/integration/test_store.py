@@ -423,9 +423,9 @@ class Worker:
     def __init__(self, args):
         self.args = ["work"] + [str(a) for a in args]
         self._err = tempfile.TemporaryFile()
-        self.proc = subprocess.Popen([h.WPOOL] + self.args, stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.DEVNULL, stderr=self._err,
-                                     start_new_session=True)
+        self.proc = h.track(subprocess.Popen([h.WPOOL] + self.args, stdin=subprocess.DEVNULL,
+                                             stdout=subprocess.DEVNULL, stderr=self._err,
+                                             start_new_session=True))
         self.pid = self.proc.pid
 
     def err(self):
