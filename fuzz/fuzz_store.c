@@ -52,6 +52,7 @@
 
 #include "fuzz.h"
 #include "fuzz_util.h"
+#include "store/sqlite_row.h"
 #include "store/store.h"
 
 typedef __int128 i128;
@@ -374,14 +375,9 @@ static void check_sqlite(const uint8_t *d, size_t n) {
 
   sqlite3_reset(sel);
   FUZZ_CHECK(sqlite3_step(sel) == SQLITE_ROW, "select");
-  wp__col cols[WP__RESULT_COLS];
-  for (int i = 0; i < WP__RESULT_COLS; i++) {
-    cols[i].p = (const char *)sqlite3_column_text(sel, i);
-    cols[i].len = (size_t)sqlite3_column_bytes(sel, i);
-  }
   wp__outrec r;
   char e[128];
-  int rc = wp__store_decode_result(cols, WP__RESULT_COLS, &r, e, sizeof e);
+  int rc = wp__sqlite_decode_result(sel, &r, e, sizeof e); /* sqlite.c's */
 
   bool valid = id >= 1 && (!has_status || (status >= 100 && status <= 999)) &&
                (!has_error || (errlen > 0 && !memchr(err, '\0', errlen))) &&

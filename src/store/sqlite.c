@@ -36,6 +36,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "store/sqlite_row.h"
 #include "store/store.h"
 
 #define SCHEMA_VERSION 1
@@ -458,17 +459,11 @@ int wp__state_results(const char *path, wp__result_cb cb, void *userdata,
   }
   int step;
   while ((step = sqlite3_step(st)) == SQLITE_ROW) {
-    wp__col cols[WP__RESULT_COLS];
-    for (int i = 0; i < WP__RESULT_COLS; i++) {
-      cols[i].p = (const char *)sqlite3_column_text(st, i);
-      cols[i].len = (size_t)sqlite3_column_bytes(st, i);
-    }
     wp__outrec r;
     char derr[128];
-    if (wp__store_decode_result(cols, WP__RESULT_COLS, &r, derr, sizeof derr) !=
-        0) {
-      snprintf(err, errlen, "%s: %s (id %s)", path, derr,
-               cols[0].p ? cols[0].p : "NULL");
+    if (wp__sqlite_decode_result(st, &r, derr, sizeof derr) != 0) {
+      const char *id = (const char *)sqlite3_column_text(st, 0);
+      snprintf(err, errlen, "%s: %s (id %s)", path, derr, id ? id : "NULL");
       goto out;
     }
     if (cb(&r, userdata) != 0) {
@@ -485,4 +480,16 @@ out:
   sqlite3_finalize(st);
   sqlite3_close(db);
   return rc;
+}
+
+int wp__sqlite_decode_result(sqlite3_stmt *st, wp__outrec *out, char *err,
+                             size_t errlen) {
+  wp__col cols[WP__RESULT_COLS];
+  for (int i = 0; i < WP__RESULT_COLS; i++) {
+    /* Text first, then its length (sqlite3_column_bytes after the
+     * conversion to text). */
+    cols[i].p = (const char *)sqlite3_column_text(st, i);
+    cols[i].len = (size_t)sqlite3_column_bytes(st, i);
+  }
+  return wp__store_decode_result(cols, WP__RESULT_COLS, out, err, errlen);
 }
