@@ -5,6 +5,8 @@
 #include <errno.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -131,13 +133,21 @@ int wp__metrics_serve(wp_metrics *m, const char *addr, wp__metrics_server **out,
   s->m = m;
   unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL;
   if (ss.ss_family == AF_INET6) flags |= MHD_USE_IPv6;
+  /* The server's thread blocks signals: only the CLI's controller takes
+   * them. It inherits this thread's mask, and `wpool fetch` starts the
+   * server before it blocks its own: a SIGINT or SIGTERM the kernel gave to
+   * that thread would kill the process (no drain, no results written). */
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_SETMASK, &all, &old);
   errno = 0;
   s->d =
       MHD_start_daemon(flags, 0, NULL, NULL, handler, s, MHD_OPTION_SOCK_ADDR,
                        (struct sockaddr *)&ss, MHD_OPTION_CONNECTION_LIMIT, 64u,
                        MHD_OPTION_CONNECTION_TIMEOUT, 30u, MHD_OPTION_END);
+  int e = errno;
+  pthread_sigmask(SIG_SETMASK, &old, NULL);
   if (!s->d) {
-    int e = errno;
     char eb[64] = "";
     if (e && strerror_r(e, eb, sizeof eb) != 0) eb[0] = '\0';
     snprintf(err, errlen, "cannot listen on %s%s%s", addr, eb[0] ? ": " : "",

@@ -22,7 +22,7 @@ import time
 import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from harness import (SLOW, WPOOL, Server, by_id, check, check_ids,  # noqa: E402
+from harness import (SLOW, WPOOL, Background, Server, by_id, check, check_ids,  # noqa: E402
                      check_no_sanitizer_report, eq, fail, main, parse_jsonl,
                      run_wpool, track, wait_until, write_file, _kill_group)
 
@@ -364,6 +364,50 @@ def test_prometheus_server_scrapes_wpool():
                 w.proc.send_signal(signal.SIGTERM)
         rc, _ = w.finish()
         eq(rc, 1, "exit status")
+
+
+def _threads_taking(pid, sig):
+    """Names of the process's threads that do not block sig (a thread in
+    sigwaitinfo shows it unblocked while it waits)."""
+    names = []
+    for tid in os.listdir("/proc/%d/task" % pid):
+        try:
+            with open("/proc/%d/task/%s/status" % (pid, tid)) as f:
+                st = dict(ln.split(":", 1) for ln in f.read().splitlines() if ":" in ln)
+        except OSError:
+            continue  # the thread ended
+        if not int(st["SigBlk"].strip(), 16) & (1 << (sig - 1)):
+            names.append(st["Name"].strip())
+    return names
+
+
+def test_metrics_server_leaves_signals_to_the_controller():
+    """With --metrics, no thread but the controller (which waits for them
+    in sigwaitinfo) takes SIGINT or SIGTERM: the metrics server's thread
+    blocks them too (it was started before wpool blocked its signals, and a
+    SIGINT the kernel gave to it killed the process: no drain, no results).
+    Then two SIGINTs: exit 130, the three hanging jobs 'canceled'."""
+    with Server() as srv, tempfile.TemporaryDirectory() as tmp:
+        log = os.path.join(tmp, "log")
+        inp = write_file([srv.url("/hang?i=%d" % i) for i in range(3)], dir=tmp)
+        bg = Background(["-f", "jsonl", "--metrics", "0", "--log-format", "json",
+                         "--log-file", log, inp])
+        metrics_port(log)
+        wait_until(lambda: srv.stats()["in_flight"] == 3 or bg.proc.poll() is not None,
+                   30 * SLOW, "3 requests in flight")
+        check(bg.proc.poll() is None, "wpool ended early: %r" % (bg.proc.returncode,))
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            takers = _threads_taking(bg.pid, sig)
+            check(len(takers) <= 1, "threads that take signal %d: %r (want the controller "
+                  "alone)" % (sig, takers))
+        for _ in range(2):
+            bg.signal(signal.SIGINT)
+            bg.wait_signal_taken(signal.SIGINT)
+        r = bg.finish(30)
+        eq(r.rc, 130, "exit status (%r)" % r)
+        res = check_ids(parse_jsonl(r.out), 3)
+        for i in range(1, 4):
+            eq(res[i]["error"], "canceled", "job %d" % i)
 
 
 def test_metrics_and_log_options_refuse_bad_values():
