@@ -146,8 +146,9 @@ static int stubborn_task(wp_ctx *ctx, wp_job *j, void *ws) {
   return 0;
 }
 
-static wp_pool *make_pool(unsigned workers, size_t bound, wp_task_fn task,
-                          rec *r) {
+/* A task pool's configuration, results to r; the caller may add to it. */
+static wp_pool_config pool_config(unsigned workers, size_t bound,
+                                  wp_task_fn task, rec *r) {
   wp_pool_config cfg = {0};
   /* Small stacks keep thread creation cheap (glibc caches them). */
   cfg.stack_size = 256 * 1024;
@@ -156,6 +157,12 @@ static wp_pool *make_pool(unsigned workers, size_t bound, wp_task_fn task,
   cfg.task = task;
   cfg.on_result = on_result;
   cfg.userdata = r;
+  return cfg;
+}
+
+static wp_pool *make_pool(unsigned workers, size_t bound, wp_task_fn task,
+                          rec *r) {
+  wp_pool_config cfg = pool_config(workers, bound, task, r);
   wp_pool *p = NULL;
   ASSERT_OK(wp_pool_create(&cfg, &p));
   ASSERT(p != NULL);
@@ -663,6 +670,42 @@ TEST(shutdown_now_ends_backoff_at_once) {
     ASSERT_EQ(atomic_load(&r.err[i]), WP_ECANCELED);
     ASSERT_EQ(atomic_load(&r.attempts[i]), 1);
   }
+  wp_pool_destroy(p);
+  rec_free(&r);
+}
+
+static int fail_first_attempt_task(wp_ctx *ctx, wp_job *j, void *ws) {
+  (void)ctx;
+  (void)ws;
+  if (wp_job_attempt(j) > 1) return 0;
+  wp_job_set_retry_after(j, 0); /* due at once */
+  return 6;
+}
+
+TEST(retries_at_a_full_bound_never_wait_for_a_slot) {
+  /* One worker, a bound of 2, and a submitter that keeps the bound full:
+   * every job fails once and is due again at once. A retry keeps its slot
+   * and goes back through the timer queue; were it offered again to the
+   * bounded queue from the worker, the only worker would wait for a slot
+   * that only it can free (and CTest's timeout fail the test). */
+  const size_t n = 200;
+  rec r;
+  rec_init(&r, n);
+  wp_pool_config cfg = pool_config(1, 2, fail_first_attempt_task, &r);
+  cfg.retry.max_attempts = 2;
+  wp_pool *p;
+  ASSERT_OK(wp_pool_create(&cfg, &p));
+  for (size_t i = 1; i <= n; i++) ASSERT_OK(wp_pool_submit(p, i, NULL, NULL));
+  ASSERT_OK(wp_pool_shutdown(p, NULL));
+  rec_check_once(&r, n);
+  for (size_t i = 1; i <= n; i++) {
+    ASSERT_EQ(atomic_load(&r.err[i]), 0);
+    ASSERT_EQ(atomic_load(&r.attempts[i]), 2);
+  }
+  wp_pool_stats st;
+  wp_pool_stats_get(p, &st);
+  ASSERT_EQ(st.retries, n);
+  ASSERT_EQ(st.attempts, 2 * n);
   wp_pool_destroy(p);
   rec_free(&r);
 }

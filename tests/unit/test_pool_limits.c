@@ -8,7 +8,8 @@
  *  - per_key: at most per_key jobs of a key run at once, and jobs of other
  *    keys run meanwhile (no head-of-line blocking) while the rest of the
  *    saturated key waits set aside, holding no worker;
- *  - ShutdownNow ends jobs set aside for their key at once;
+ *  - jobs set aside for their key count against the outstanding bound,
+ *    and ShutdownNow ends them at once;
  *  - job_timeout: a Retry-After past the deadline ends the job at once
  *    with its last error; retries stop at the deadline; an attempt's
  *    context ends at the deadline;
@@ -276,10 +277,15 @@ TEST(per_key_cap_without_head_of_line_blocking) {
 
 TEST(shutdown_now_ends_key_waits_at_once) {
   rec_reset();
-  wp_pool *p = make_keyed(3, 16, 1);
+  wp_pool *p = make_keyed(3, 6, 1);
   for (int i = 1; i <= 6; i++) ASSERT_OK(wp_pool_submit(p, (uint64_t)i, (void *)1, NULL));
   wp_pool_stats st;
   wait_stats(p, SIZE_MAX, 5, &st); /* one runs, five are set aside */
+  /* Memory stays bounded while jobs wait for their key: a job set aside
+   * keeps its slot, so the bound (6), full of one running job and five set
+   * aside, refuses a job of another key, although two workers are idle. */
+  ASSERT_EQ(st.running, 1);
+  ASSERT_EQ(wp_pool_try_submit(p, 7, (void *)2), WP_EAGAIN);
   ASSERT_OK(wp_pool_shutdown_now(p, NULL));
   check_once(6);
   int never_ran = 0;
