@@ -2,8 +2,10 @@
 """Integration tests of retries and limits in `wpool fetch` (issue 4): the
 real binary against the project's test server on 127.0.0.1.
 
-  -r/--retries, --backoff, --retry-after-max, --job-timeout, --rate,
-  --per-host, --max-failures; the retryable set; ShutdownNow during backoff.
+  -r/--retries, --backoff, --retry-after-max (and its 60 s default),
+  --job-timeout, --rate, --per-host, --max-failures (both forms, the share
+  form's minimum of 20); the retryable set; the second SIGINT and
+  --deadline during backoff; retries counted once in progress and summary.
 
 Each top-level `def test_<name>(` is one CTest test. Each is kept short
 (a few seconds): the rate test measures 3 s at the server, the Retry-After
@@ -11,6 +13,7 @@ test waits about 2 s; the rest are bounded by short backoffs. Timing is
 checked only where the issue asks for it, with generous bounds, or measured
 at the server. Helpers: harness.py."""
 import os
+import re
 import signal
 import sys
 import tempfile
@@ -18,6 +21,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import harness as h  # noqa: E402
+import test_obs as obs  # noqa: E402  (the metrics helpers)
 from harness import (Background, Server, check, check_ids, check_ids_prefix,  # noqa: E402
                      check_jsonl_record, eq, fail, lines_bytes, note, parse_jsonl,
                      run_wpool, summary, wait_until, write_file)
@@ -38,7 +42,8 @@ def test_retries_flaky_exact_attempts_and_the_retryable_set():
     k = 3; the server saw exactly that many requests per key. 408 425 429
     500 502 503 504 and a refused connection are retried (3 attempts);
     404, 400, 403, 410, 501 and a redirect loop never are (1 attempt); -r 0
-    never retries."""
+    never retries. A reset connection, a timeout and a name that does not
+    resolve are retried (-r 1: 2 attempts)."""
     with Server() as s:
         flaky = [s.url("/flaky/k%d/%d" % (k, k)) for k in range(4)]
         retried = [s.url("/status/%d" % c) for c in (408, 425, 429, 500, 502, 503, 504)]
@@ -70,6 +75,28 @@ def test_retries_flaky_exact_attempts_and_the_retryable_set():
         d = _jsonl(r, 2)
         eq([d[1]["attempts"], d[2]["attempts"]], [1, 1], "attempts with -r 0")
         eq(d[1]["status"], 503, "/flaky/z/1 with -r 0")
+        # The transient failures without a status: a reset connection, a
+        # timeout (-t) and a name that does not resolve are retried too
+        # (-r 1: 2 attempts each, and the server saw both); a 404 in the
+        # same run is not.
+        s.reset_stats()
+        urls = [s.url("/reset"), s.url("/hang"), "http://nothing.invalid/", s.url("/status/404")]
+        r = run_wpool(["-f", "jsonl", "-w", "4", "-r", "1", "-t", "300ms"] + FAST,
+                      stdin=lines_bytes(urls), timeout=60)
+        eq(r.rc, 1, "exit status (%r)" % r)
+        d = _jsonl(r, 4)
+        for i, u in enumerate(urls[:3], 1):
+            eq((d[i]["ok"], d[i]["status"], d[i]["attempts"]), (False, None, 2),
+               "%s with -r 1: %r" % (u, d[i]))
+        check("time" in d[2]["error"].lower(), "the /hang error: %r" % d[2]["error"])
+        eq(d[4]["attempts"], 1, "attempts of the 404")
+        st = s.stats()["paths"]
+        eq((st.get("/hang"), st.get("/status/404")), (2, 1), "requests for /hang, /status/404")
+        # libcurl sends a request again, once, on a fresh connection when a
+        # reused keep-alive connection fails before any response (it cannot
+        # tell a reset from a connection the server had closed): within one
+        # attempt, so the server may see 3 for 2 attempts.
+        check(st.get("/reset") in (2, 3), "requests for /reset: %r" % st.get("/reset"))
 
 
 def test_retry_after_seconds_and_date_and_cap():
@@ -104,6 +131,47 @@ def test_retry_after_seconds_and_date_and_cap():
         d = _jsonl(r, 1)
         eq((d[1]["ok"], d[1]["attempts"]), (True, 2), "ignored Retry-After")
         check(s.stats()["retry_after"]["off"]["gaps_ms"][0] < 10000, "gap with the header ignored")
+
+
+def test_retry_after_max_defaults_to_60s():
+    """The default --retry-after-max is 60 s, pinned without waiting it
+    out by --job-timeout: a Retry-After of an hour, capped to 60 s, fits a
+    65 s budget, so the retry is scheduled (the metric wpool_retry_waiting
+    shows 1; without the cap the job would end at once), and the second
+    SIGINT ends it, 'canceled' after 1 attempt; with a 59 s budget the
+    capped retry would start too late: the job ends at once with the 503."""
+    with Server() as s, tempfile.TemporaryDirectory(prefix="wpool-it-") as d:
+        log = os.path.join(d, "log")
+        f = write_file([s.url("/retry-after/3600?key=def")], dir=d)
+        bg = Background(["-f", "jsonl", "-r", "1", "--job-timeout", "65s", "--metrics", "0",
+                         "--log-format", "json", "--log-file", log, f])
+        port = obs.metrics_port(log)
+
+        def waiting():
+            try:
+                text = obs.scrape(port)
+            except OSError:  # it ended (and its metrics with it)
+                return bg.proc.poll() is not None
+            return (obs.metric(obs.parse_exposition(text), "wpool_retry_waiting") == 1
+                    or bg.proc.poll() is not None)
+        wait_until(waiting, 30 * h.SLOW, "the retry to wait in the timer queue")
+        if bg.proc.poll() is not None:
+            fail("the job ended without waiting for its retry (Retry-After not capped at "
+                 "60 s by default?): %r" % bg.finish(5))
+        for _ in range(2):
+            bg.signal(signal.SIGINT)
+            bg.wait_signal_taken(signal.SIGINT)
+        r = bg.finish(30)
+        eq(r.rc, 130, "exit status (%r)" % r)
+        dd = _jsonl(r, 1)
+        eq((dd[1]["error"], dd[1]["attempts"]), ("canceled", 1), "the waiting job")
+        s.reset_stats()
+        r = run_wpool(["-f", "jsonl", "-r", "1", "--job-timeout", "59s"],
+                      stdin=lines_bytes([s.url("/retry-after/3600?key=def59")]), timeout=30)
+        eq(r.rc, 1, "exit status with --job-timeout 59s (%r)" % r)
+        dd = _jsonl(r, 1)
+        eq((dd[1]["status"], dd[1]["attempts"]), (503, 1), "the job with 59 s %r" % dd[1])
+        eq(s.stats()["retry_after"]["def59"]["requests"], 1, "requests at the server")
 
 
 def test_job_timeout_ends_a_retry_after_past_it_with_the_last_error():
@@ -267,12 +335,67 @@ def test_second_sigint_during_backoff_ends_waits_at_once():
         eq(s.stats()["total_requests"], 20, "no attempt after the cancel")
 
 
+def test_deadline_ends_backoff_waits_at_once():
+    """--deadline ends jobs waiting out their backoff at once: 10 URLs that
+    fail (503) and would wait an hour before their retry (--backoff 1h,1h),
+    --deadline 1s: the run ends within a generous bound (< 10 s), each job
+    exactly one result, 'canceled' with its 1 attempt, no attempt after the
+    deadline; exit 1."""
+    with Server() as s:
+        urls = [s.url("/status/503?d=%d" % i) for i in range(10)]
+        r = run_wpool(["-f", "jsonl", "-w", "4", "-r", "3", "--backoff", "1h,1h",
+                       "--deadline", "1s"], stdin=lines_bytes(urls), timeout=60)
+        check(r.secs < 10 * h.SLOW, "--deadline 1s run took %.1f s" % r.secs)
+        eq(r.rc, 1, "exit status (%r)" % r)
+        d = _jsonl(r, 10)
+        for i in range(1, 11):
+            eq((d[i]["error"], d[i]["attempts"]), ("canceled", 1), "job %d" % i)
+        eq(summary(r.err), {"jobs": 10, "ok": 0, "failed": 0, "canceled": 10}, "summary")
+        eq(s.stats()["total_requests"], 10, "requests at the server")
+
+
+_PROGRESS_RE = re.compile(rb"\r\x1b\[K(?:(\d+) done, (\d+) read|\[[#-]+\] (\d+)/(\d+))"
+                          rb"[^\r]*?(\d+) failed")
+
+
+def test_retried_jobs_counted_once_in_progress_and_summary():
+    """Retries are not jobs: 6 URLs that always fail (503, -r 3: 4 attempts
+    each) and 6 that fail once (/flaky/KEY/1: 2 attempts), --progress,
+    retries up to 200-400 ms apart so that the bar is drawn several times: no
+    progress line shows more done than the 12 jobs, nor more failed than
+    the 6, nor goes backwards; the summary counts 12 jobs (6 ok, 6 failed),
+    while the server saw every attempt (36)."""
+    with Server() as s:
+        urls = ([s.url("/status/503?p=%d" % i) for i in range(6)]
+                + [s.url("/flaky/p%d/1" % i) for i in range(6)])
+        r = run_wpool(["-f", "jsonl", "-w", "4", "-r", "3", "--backoff", "200ms,400ms",
+                       "--progress"], stdin=lines_bytes(urls), timeout=60)
+        eq(r.rc, 1, "exit status (%r)" % r)
+        d = _jsonl(r, 12)
+        eq(sorted(x["attempts"] for x in d.values()), [2] * 6 + [4] * 6, "attempts")
+        # The summary follows the progress line's last clear, on its line.
+        eq(summary(r.err.rsplit(b"\r\x1b[K", 1)[-1]),
+           {"jobs": 12, "ok": 6, "failed": 6, "canceled": 0}, "summary")
+        eq(s.stats()["total_requests"], 36, "requests at the server")
+        seen = _PROGRESS_RE.findall(r.err)
+        check(seen, "no progress line on stderr: %r" % r.err[:300])
+        note("%d progress lines" % len(seen))
+        last = 0
+        for a, b, c, t, f in seen:
+            done, total = (int(a), int(b)) if a else (int(c), int(t))
+            check(done <= total <= 12, "progress shows %d done of %d read" % (done, total))
+            check(int(f) <= 6, "progress shows %s failed" % f.decode())
+            check(done >= last, "progress went backwards: %d after %d" % (done, last))
+            last = done
+
+
 def test_max_failures_count_and_share():
     """--max-failures 5 on an endless run of 404s (-w 2): the run stops
     reading, drains, exits 1 and says so; the results are IDs 1..K, each
     once, K well below the input; at least 5 failed. --max-failures 50%:
     30 ok then 404s: stops once half of those done have failed (not before
-    20 are done)."""
+    20 are done). --max-failures 1% on only 404s: not before 20 are done
+    (the share form's minimum), then it stops."""
     with Server() as s:
         urls = [s.url("/status/404?i=%d" % i) for i in range(3000)]
         r = run_wpool(["-f", "jsonl", "-w", "2", "--max-failures", "5"], stdin=lines_bytes(urls))
@@ -296,6 +419,22 @@ def test_max_failures_count_and_share():
         check(60 <= k < 3030, "jobs with a result with 50%%: %d" % k)
         sm = summary(r.err)
         check(sm["failed"] * 2 >= 30, "failed %r" % sm)
+        # The share form's minimum: 1% of only 404s is reached by the first
+        # failure, but the run goes on until 20 are done (a limit checked
+        # from the first result stops at 1 plus what was in flight or
+        # queued: -w 1 -q 1, at most 3). Then it stops, well short of the
+        # input.
+        s.reset_stats()
+        urls = [s.url("/status/404?m=%d" % i) for i in range(3000)]
+        r = run_wpool(["-f", "jsonl", "-w", "1", "-q", "1", "--max-failures", "1%"],
+                      stdin=lines_bytes(urls))
+        eq(r.rc, 1, "exit status with 1%% (%r)" % r)
+        check(b"--max-failures" in r.err, "message on stderr with 1%%: %r" % r.err[-300:])
+        k = check_ids_prefix(parse_jsonl(r.out))
+        check(20 <= k <= 23, "jobs with a result with 1%% (stop at 20 done, plus at most "
+              "the 3 read ahead): %d" % k)
+        eq(summary(r.err)["failed"], k, "summary failed with 1%")
+        eq(s.stats()["total_requests"], k, "requests = jobs read with 1%")
 
 
 def test_retry_and_limit_options_bad_values_exit_2():
