@@ -4,6 +4,7 @@
 #define WPOOL_CORE_INTERNAL_H
 
 #include <pthread.h>
+#include <stddef.h>
 #include <signal.h>
 #include <stdint.h>
 #include <time.h>
@@ -38,6 +39,12 @@ struct wp_chan;
  * for room as wp_chan_send(c, item, NULL) would, with one lock round while
  * room lasts. Returns 0 or WP_ECLOSED (the rest were not sent). */
 int wp__chan_send_all(struct wp_chan *c, const void *items, size_t n);
+
+/* Fields written by different threads go on different cache lines. */
+#define WP__CACHE_LINE 64
+/* calloc for a struct with cache-line-aligned members: zeroed, aligned to
+ * WP__CACHE_LINE; free() it. NULL if out of memory. */
+void *wp__calloc_lines(size_t size);
 
 /* A mutex for hot, briefly held locks: glibc's adaptive kind spins a little
  * on contention before it sleeps (a plain mutex sleeps at once, and then

@@ -1,0 +1,145 @@
+/* A bounded lock-free ring of pointers: the pool's submission inbox and its
+ * free-slot list (pool.c), so that a submit needs no lock on its fast path.
+ *
+ * The algorithm is Dmitry Vyukov's bounded MPMC array queue: every cell
+ * carries a sequence number that says whose turn the cell is. For position
+ * pos (cell pos & mask), seq == pos means "free for the pusher of pos",
+ * seq == pos + 1 "holds the item of pos, for its popper"; the popper gives
+ * the cell to the pusher of pos + cap by setting seq = pos + cap. A pusher
+ * claims pos with a CAS on tail, a popper with a CAS on head; the item
+ * itself moves under the cell's release/acquire pair, so no lock and no
+ * fence is needed and TSan sees every handover.
+ *
+ * The pool adds two things:
+ *   - closing (inbox): WP__JRING_CLOSED set in tail makes every later push
+ *     fail (its CAS fails, it reloads, it sees the bit), and the value
+ *     fetch_or returned is the end of what was ever pushed, so the one who
+ *     closes can drain exactly what was accepted;
+ *   - waiting instead of failing. The pool never pushes more items than it
+ *     has slots, and cap >= slots, so a ring is never full; a cell can only
+ *     be late: its previous popper claimed it and has not yet handed it on
+ *     (or, for the popper, the pusher of its position has claimed it and not
+ *     yet published). The pusher waits for that (pause, then yield: the late
+ *     thread may need this core).
+ *
+ * Positions are size_t and never wrap in practice (2^63 items). */
+#ifndef WPOOL_CORE_JRING_H
+#define WPOOL_CORE_JRING_H
+
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/internal.h"
+
+#define WP__JRING_CLOSED ((size_t)1 << (sizeof(size_t) * 8 - 1))
+
+typedef struct wp__jcell {
+  atomic_size_t seq;
+  void *item;
+} wp__jcell;
+
+/* tail, head and the read-only part each on a cache line of their own:
+ * pushers and poppers are usually threads on different cores, and a line
+ * written by one side costs the other a miss on every access. A struct
+ * containing a ring must be allocated with that alignment
+ * (wp__calloc_lines). */
+typedef struct wp__jring {
+  _Alignas(WP__CACHE_LINE) atomic_size_t tail;
+  _Alignas(WP__CACHE_LINE) atomic_size_t head;
+  _Alignas(WP__CACHE_LINE) wp__jcell *cells;
+  size_t mask;
+} wp__jring;
+
+/* Room for at least n items (n >= 1). 0, or -1 with nothing allocated. */
+int wp__jring_init(wp__jring *r, size_t n);
+void wp__jring_free(wp__jring *r);
+
+static inline void wp__jring_backoff(unsigned *spins) {
+  if (++*spins < 64) {
+    wp__cpu_relax();
+  } else {
+    *spins = 0;
+    sched_yield();
+  }
+}
+
+/* Pushes item; any number of threads at once. 0, or -1 if the ring was
+ * closed (item not pushed). */
+static inline int wp__jring_push(wp__jring *r, void *item) {
+  size_t pos = atomic_load_explicit(&r->tail, memory_order_relaxed);
+  unsigned spins = 0;
+  for (;;) {
+    if (pos & WP__JRING_CLOSED) return -1;
+    wp__jcell *c = &r->cells[pos & r->mask];
+    size_t seq = atomic_load_explicit(&c->seq, memory_order_acquire);
+    if (seq == pos) {
+      if (atomic_compare_exchange_weak_explicit(&r->tail, &pos, pos + 1,
+                                                memory_order_relaxed,
+                                                memory_order_relaxed)) {
+        c->item = item;
+        /* seq_cst, not just release: the pool's submitter reads the
+         * workers' want_wake next, and a worker going to sleep stores
+         * want_wake and then reads this cell (a store-load pair on each
+         * side: both must be in the one total order). */
+        atomic_store_explicit(&c->seq, pos + 1, memory_order_seq_cst);
+        return 0;
+      }
+      /* pos was reloaded by the failed CAS */
+    } else if ((ptrdiff_t)(seq - pos) < 0) {
+      wp__jring_backoff(&spins); /* the cell's last popper is not done */
+      pos = atomic_load_explicit(&r->tail, memory_order_relaxed);
+    } else {
+      pos = atomic_load_explicit(&r->tail, memory_order_relaxed);
+    }
+  }
+}
+
+/* Pops the oldest item if it is published; any number of threads at once.
+ * NULL if the ring is empty or its oldest item is still being pushed. */
+static inline void *wp__jring_pop(wp__jring *r) {
+  size_t pos = atomic_load_explicit(&r->head, memory_order_relaxed);
+  for (;;) {
+    wp__jcell *c = &r->cells[pos & r->mask];
+    size_t seq = atomic_load_explicit(&c->seq, memory_order_seq_cst);
+    ptrdiff_t dif = (ptrdiff_t)(seq - (pos + 1));
+    if (dif == 0) {
+      if (atomic_compare_exchange_weak_explicit(&r->head, &pos, pos + 1,
+                                                memory_order_relaxed,
+                                                memory_order_relaxed)) {
+        void *item = c->item;
+        atomic_store_explicit(&c->seq, pos + r->mask + 1,
+                              memory_order_release);
+        return item;
+      }
+    } else if (dif < 0) {
+      return NULL;
+    } else {
+      pos = atomic_load_explicit(&r->head, memory_order_relaxed);
+    }
+  }
+}
+
+/* Anything pushed (or being pushed) and not popped? A hint for spinners. */
+static inline bool wp__jring_nonempty(wp__jring *r) {
+  size_t t = atomic_load_explicit(&r->tail, memory_order_relaxed) &
+             ~WP__JRING_CLOSED;
+  return t != atomic_load_explicit(&r->head, memory_order_relaxed);
+}
+
+/* Closes the ring to pushes; returns the end position: every push that
+ * succeeded, or will (it claimed its position already), is below it. */
+static inline size_t wp__jring_close(wp__jring *r) {
+  return atomic_fetch_or_explicit(&r->tail, WP__JRING_CLOSED,
+                                  memory_order_seq_cst) &
+         ~WP__JRING_CLOSED;
+}
+
+/* The position of the next pop. */
+static inline size_t wp__jring_head(wp__jring *r) {
+  return atomic_load_explicit(&r->head, memory_order_relaxed);
+}
+
+#endif
