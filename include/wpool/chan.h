@@ -23,7 +23,8 @@
  *
  * Thread safety: every function is thread-safe, except wp_chan_destroy(),
  * which must not run concurrently with any other call on the channel.
- * Memory: capacity * item_size bytes, allocated once at creation.
+ * Memory: capacity * (item_size + 8) bytes (rounded up to 8 per item),
+ * allocated once at creation.
  */
 #ifndef WPOOL_CHAN_H
 #define WPOOL_CHAN_H

@@ -1,19 +1,42 @@
 /* Bounded MPMC channel with Go's close semantics.
  *
- * Design: a ring buffer of capacity fixed-size slots under one mutex, with
- * two condition variables (not_empty for receivers, not_full for senders).
- * A push signals one waiting receiver, a pop one waiting sender, and only if
- * someone waits; close broadcasts both. A waiter rechecks in a fixed order
- * (receive: items, closed, context; send: closed, space, context), so a
- * waiter that was signalled never leaves an item or a slot unclaimed for a
- * context error.
+ * Design. The items live in a lock-free ring of capacity cells (Dmitry
+ * Vyukov's bounded MPMC array queue, as src/core/jring.h, with the item
+ * bytes in the cell): a send claims the tail position with a CAS, copies
+ * its item in and publishes the cell; a receive claims the head position,
+ * copies the item out and hands the cell on. The cell of position pos says
+ * 2*pos when free for its sender, 2*pos+1 when it holds pos's item, and
+ * 2*(pos+cap) when handed on: doubled, so that capacity 1 works (with pos
+ * and pos+1, as jring.h counts, "holds 0" and "free for 1" would be one
+ * value). While the channel is neither
+ * full (for a send) nor empty (for a receive), an operation takes no lock.
+ *
+ * Waiting is the mutex's: a receiver that finds the channel empty, or a
+ * sender that finds it full, takes mu, announces itself in recv_waiters /
+ * send_waiters / bulk_waiters (seq_cst stores), looks at the ring once more
+ * and sleeps on its condition variable. The other side publishes its cell
+ * (a seq_cst store) and then reads those counts (seq_cst loads): one of the
+ * two always sees the other, so a waiter is never left asleep with an item
+ * or a slot there for it. The waker takes mu to signal. A waiter rechecks in
+ * a fixed order (receive: items, closed, context; send: closed, space,
+ * context), so a waiter that was signalled never leaves an item or a slot
+ * unclaimed for a context error.
+ *
+ * Close sets a bit in tail (under mu): every later send fails its CAS and
+ * sees it. The value it replaced is the end of what was ever sent; a
+ * receiver that finds the ring empty after close returns WP_ECLOSED only
+ * once head has reached that end (a send that claimed its cell before the
+ * close is finishing its copy, lock-free: it is waited for).
  *
  * A wait bounded by a context registers a done-hook that takes the mutex and
  * broadcasts; the hook is registered and removed with the mutex released
  * (the hook takes it: lock order is ctx hooks -> chan mutex).
  *
- * The optional descriptor (wp_chan_fd) is kept level-triggered under the
- * mutex: readable iff len > 0 or closed.
+ * The optional descriptor (wp_chan_fd) is kept level-triggered: readable iff
+ * len > 0 or closed. Once it exists every operation takes mu (fd_mode), so
+ * the descriptor follows each transition; an operation that began lock-free
+ * before fd_mode was set sees it afterwards (seq_cst) and updates the
+ * descriptor itself.
  *
  * The pool's batch sends (wp__chan_send_all: a worker's buffered results)
  * wait on a third condition, not_full_bulk, and are woken only once half of
@@ -29,6 +52,7 @@
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,38 +67,131 @@
 #include "wpool/chan.h"
 #include "wpool/error.h"
 
+#define CLOSED_BIT ((size_t)1 << (sizeof(size_t) * 8 - 1))
+
+/* A cell: its sequence number, then the item (stride bytes in all). */
+typedef struct cell {
+  atomic_size_t seq;
+} cell;
+
+/* tail, head and the rest on cache lines of their own (senders and
+ * receivers are threads on different cores); allocated so aligned. */
 struct wp_chan {
+  /* next position to send into; CLOSED_BIT once closed */
+  _Alignas(WP__CACHE_LINE) atomic_size_t tail;
+  _Alignas(WP__CACHE_LINE) atomic_size_t head; /* next position to receive */
+  _Alignas(WP__CACHE_LINE) unsigned char *cells; /* cap cells of stride bytes */
+  size_t item_size, cap, stride;
+  size_t bulk_mark; /* free slots that wake a batch sender: max(1, cap/2) */
+  /* Waiters: changed under mu, read by the other side without it. */
+  atomic_uint recv_waiters, send_waiters, bulk_waiters;
+  /* A bulk wake was signalled and its sender has not run yet: receivers
+   * need not lock again for it. Under mu; read without it. */
+  atomic_bool bulk_woken;
+  atomic_bool closed_m;  /* closed; set under mu */
+  atomic_size_t end;     /* with closed_m: the position of the last send + 1 */
+  atomic_bool fd_mode;   /* the descriptor exists: every operation takes mu */
+  atomic_uint spin_send, spin_recv; /* at most one spinner each way */
   pthread_mutex_t mu;
   pthread_cond_t not_empty, not_full, not_full_bulk;
-  size_t item_size, cap;
-  size_t head, len; /* guarded by mu */
-  size_t bulk_mark; /* free slots that wake a batch sender: max(1, cap/2) */
-  unsigned recv_waiters, send_waiters, bulk_waiters;
-  bool closed;
-  /* Mirrors for spinners, stored under mu (plain stores, no RMW). */
-  atomic_size_t len_m;
-  atomic_bool closed_m;
-  atomic_uint spin_send, spin_recv; /* at most one spinner each way */
-  int fd_read, fd_write;            /* -1 until wp_chan_fd */
+  int fd_read, fd_write; /* -1 until wp_chan_fd */
   bool fd_ready;
-  unsigned char *buf;
 };
+
+static inline cell *cell_at(const wp_chan *c, size_t pos) {
+  return (cell *)(void *)(c->cells + (pos % c->cap) * c->stride);
+}
+
+static inline unsigned char *cell_item(cell *x) {
+  return (unsigned char *)x + sizeof(cell);
+}
+
+/* Sends item if there is room. 0, WP_EAGAIN (full, or the receiver of the
+ * last free cell is still copying out), or WP_ECLOSED. */
+static int ring_push(wp_chan *c, const void *item) {
+  size_t pos = atomic_load_explicit(&c->tail, memory_order_relaxed);
+  for (;;) {
+    if (pos & CLOSED_BIT) return WP_ECLOSED;
+    cell *x = cell_at(c, pos);
+    size_t seq = atomic_load_explicit(&x->seq, memory_order_seq_cst);
+    ptrdiff_t dif = (ptrdiff_t)(seq - 2 * pos);
+    if (dif == 0) {
+      if (atomic_compare_exchange_weak_explicit(&c->tail, &pos, pos + 1,
+                                                memory_order_seq_cst,
+                                                memory_order_relaxed)) {
+        memcpy(cell_item(x), item, c->item_size);
+        atomic_store_explicit(&x->seq, 2 * pos + 1, memory_order_seq_cst);
+        return 0;
+      }
+    } else if (dif < 0) {
+      return WP_EAGAIN;
+    } else {
+      pos = atomic_load_explicit(&c->tail, memory_order_relaxed);
+    }
+  }
+}
+
+/* Receives the oldest item if it is there. 0, or WP_EAGAIN (empty, or its
+ * sender is still copying in). */
+static int ring_pop(wp_chan *c, void *item) {
+  size_t pos = atomic_load_explicit(&c->head, memory_order_relaxed);
+  for (;;) {
+    cell *x = cell_at(c, pos);
+    size_t seq = atomic_load_explicit(&x->seq, memory_order_seq_cst);
+    ptrdiff_t dif = (ptrdiff_t)(seq - (2 * pos + 1));
+    if (dif == 0) {
+      if (atomic_compare_exchange_weak_explicit(&c->head, &pos, pos + 1,
+                                                memory_order_seq_cst,
+                                                memory_order_relaxed)) {
+        memcpy(item, cell_item(x), c->item_size);
+        atomic_store_explicit(&x->seq, 2 * (pos + c->cap),
+                              memory_order_seq_cst);
+        return 0;
+      }
+    } else if (dif < 0) {
+      return WP_EAGAIN;
+    } else {
+      pos = atomic_load_explicit(&c->head, memory_order_relaxed);
+    }
+  }
+}
+
+/* Items sent (or being sent) and not yet received: exact when quiet. */
+static size_t ring_len(wp_chan *c) {
+  size_t h = atomic_load_explicit(&c->head, memory_order_seq_cst);
+  size_t t = atomic_load_explicit(&c->tail, memory_order_seq_cst) & ~CLOSED_BIT;
+  size_t n = t - h;
+  return n > c->cap ? c->cap : n;
+}
+
+/* Closed, and every send that got in has been received. */
+static bool drained_closed(wp_chan *c) {
+  return atomic_load_explicit(&c->closed_m, memory_order_seq_cst) &&
+         atomic_load_explicit(&c->head, memory_order_seq_cst) >=
+             atomic_load_explicit(&c->end, memory_order_relaxed);
+}
 
 int wp_chan_create(size_t item_size, size_t capacity, wp_chan **out) {
   if (!out) return WP_EINVAL;
   *out = NULL;
-  if (item_size == 0 || capacity == 0 || capacity > SIZE_MAX / item_size)
+  if (item_size == 0 || capacity == 0 || capacity > SIZE_MAX / item_size ||
+      item_size > SIZE_MAX / 2)
     return WP_EINVAL;
-  wp_chan *c = calloc(1, sizeof *c);
+  size_t stride = (sizeof(cell) + item_size + 7) & ~(size_t)7;
+  if (capacity > SIZE_MAX / 4 / stride) return WP_EINVAL;
+  wp_chan *c = wp__calloc_lines(sizeof *c);
   if (!c) return WP_ENOMEM;
-  c->buf = malloc(item_size * capacity);
-  if (!c->buf) goto nomem;
+  c->cells = malloc(capacity * stride);
+  if (!c->cells) goto nomem;
   if (wp__mutex_init_adaptive(&c->mu) != 0) goto fail_mu;
   if (pthread_cond_init(&c->not_empty, NULL) != 0) goto fail_ne;
   if (pthread_cond_init(&c->not_full, NULL) != 0) goto fail_nf;
   if (pthread_cond_init(&c->not_full_bulk, NULL) != 0) goto fail_nfb;
   c->item_size = item_size;
   c->cap = capacity;
+  c->stride = stride;
+  for (size_t i = 0; i < capacity; i++)
+    atomic_init(&cell_at(c, i)->seq, 2 * i);
   c->bulk_mark = capacity / 2 > 0 ? capacity / 2 : 1;
   c->fd_read = c->fd_write = -1;
   *out = c;
@@ -86,7 +203,7 @@ fail_nf:
 fail_ne:
   pthread_mutex_destroy(&c->mu);
 fail_mu:
-  free(c->buf);
+  free(c->cells);
   free(c);
   return WP_ESYSTEM;
 nomem:
@@ -102,14 +219,15 @@ void wp_chan_destroy(wp_chan *c) {
   pthread_cond_destroy(&c->not_full);
   pthread_cond_destroy(&c->not_empty);
   pthread_mutex_destroy(&c->mu);
-  free(c->buf);
+  free(c->cells);
   free(c);
 }
 
 /* Caller holds mu. Keeps the descriptor readable iff a receive won't block. */
 static void fd_update(wp_chan *c) {
   if (c->fd_read < 0) return;
-  bool want = c->len > 0 || c->closed;
+  bool want = ring_len(c) > 0 ||
+              atomic_load_explicit(&c->closed_m, memory_order_relaxed);
   if (want == c->fd_ready) return;
   ssize_t n;
   if (want) {
@@ -126,30 +244,60 @@ static void fd_update(wp_chan *c) {
   c->fd_ready = want;
 }
 
-static void push(wp_chan *c, const void *item) {
-  size_t tail = c->head + c->len;
-  if (tail >= c->cap) tail -= c->cap;
-  memcpy(c->buf + tail * c->item_size, item, c->item_size);
-  c->len++;
-  atomic_store_explicit(&c->len_m, c->len, memory_order_relaxed);
-  if (c->recv_waiters) pthread_cond_signal(&c->not_empty);
-  fd_update(c);
+static bool fd_mode(wp_chan *c) {
+  return atomic_load_explicit(&c->fd_mode, memory_order_relaxed);
 }
 
-/* Caller holds mu: a batch sender waits and half the channel is free. */
-static void wake_bulk(wp_chan *c) {
-  if (c->bulk_waiters && c->cap - c->len >= c->bulk_mark)
+/* Caller holds mu: a batch sender waits, half the channel is free, and no
+ * wake is on its way to one already. */
+static void wake_bulk_locked(wp_chan *c) {
+  if (atomic_load_explicit(&c->bulk_waiters, memory_order_relaxed) &&
+      !atomic_load_explicit(&c->bulk_woken, memory_order_relaxed) &&
+      c->cap - ring_len(c) >= c->bulk_mark) {
+    atomic_store_explicit(&c->bulk_woken, true, memory_order_relaxed);
     pthread_cond_signal(&c->not_full_bulk);
+  }
 }
 
-static void pop(wp_chan *c, void *item) {
-  memcpy(item, c->buf + c->head * c->item_size, c->item_size);
-  if (++c->head == c->cap) c->head = 0;
-  c->len--;
-  atomic_store_explicit(&c->len_m, c->len, memory_order_relaxed);
-  if (c->send_waiters) pthread_cond_signal(&c->not_full);
-  wake_bulk(c);
+/* After a send (caller holds mu). */
+static void sent_locked(wp_chan *c) {
+  if (atomic_load_explicit(&c->recv_waiters, memory_order_relaxed))
+    pthread_cond_signal(&c->not_empty);
   fd_update(c);
+}
+
+/* After a receive (caller holds mu). */
+static void received_locked(wp_chan *c) {
+  if (atomic_load_explicit(&c->send_waiters, memory_order_relaxed))
+    pthread_cond_signal(&c->not_full);
+  wake_bulk_locked(c);
+  fd_update(c);
+}
+
+/* After a lock-free send: the lock only if a receiver sleeps (or the
+ * descriptor must follow). seq_cst, paired with the waiter's (top). */
+static void sent(wp_chan *c) {
+  if (atomic_load_explicit(&c->recv_waiters, memory_order_seq_cst) ||
+      atomic_load_explicit(&c->fd_mode, memory_order_seq_cst)) {
+    pthread_mutex_lock(&c->mu);
+    sent_locked(c);
+    pthread_mutex_unlock(&c->mu);
+  }
+}
+
+/* After a lock-free receive: the lock only if a sender sleeps that this
+ * slot can wake (a batch sender only at half free, and only if no wake is
+ * on its way to one) or the descriptor must follow. */
+static void received(wp_chan *c) {
+  if (atomic_load_explicit(&c->send_waiters, memory_order_seq_cst) ||
+      (atomic_load_explicit(&c->bulk_waiters, memory_order_seq_cst) &&
+       !atomic_load_explicit(&c->bulk_woken, memory_order_seq_cst) &&
+       c->cap - ring_len(c) >= c->bulk_mark) ||
+      atomic_load_explicit(&c->fd_mode, memory_order_seq_cst)) {
+    pthread_mutex_lock(&c->mu);
+    received_locked(c);
+    pthread_mutex_unlock(&c->mu);
+  }
 }
 
 static void wake_all(void *arg) {
@@ -172,7 +320,7 @@ static bool spin(wp_chan *c, bool sending, wp_ctx *ctx) {
   pthread_mutex_unlock(&c->mu);
   int64_t until = wp_now_ns() + WP__SPIN_NS;
   for (unsigned i = 1;; i++) {
-    size_t len = atomic_load_explicit(&c->len_m, memory_order_relaxed);
+    size_t len = ring_len(c);
     if ((sending ? len < c->cap : len > 0) ||
         atomic_load_explicit(&c->closed_m, memory_order_relaxed) ||
         (ctx && wp_ctx_err(ctx)))
@@ -188,38 +336,57 @@ static bool spin(wp_chan *c, bool sending, wp_ctx *ctx) {
   return true;
 }
 
+/* One try under mu: 0 (done), WP_ECLOSED, or WP_EAGAIN (would wait). A
+ * receive on a closed channel whose last sends are still copying in waits
+ * for them here (they need no lock). */
+static int try_locked(wp_chan *c, bool sending, void *item) {
+  if (sending) {
+    int rc = ring_push(c, item);
+    if (rc == 0) sent_locked(c);
+    return rc;
+  }
+  unsigned spins = 0;
+  for (;;) {
+    if (ring_pop(c, item) == 0) {
+      received_locked(c);
+      return 0;
+    }
+    if (!atomic_load_explicit(&c->closed_m, memory_order_relaxed))
+      return WP_EAGAIN;
+    if (drained_closed(c)) return WP_ECLOSED;
+    if (++spins < 64) {
+      wp__cpu_relax();
+    } else {
+      spins = 0;
+      sched_yield();
+    }
+  }
+}
+
 /* One blocking operation: send *item, or receive into item. The direction
  * is a flag, not "which pointer is NULL", so no path can reach a copy with
  * a NULL item (GCC 12 at -O3 warned that one could). */
 static int chan_op(wp_chan *c, bool sending, void *item, wp_ctx *ctx) {
   if (!c || !item) return WP_EINVAL;
+  if (!fd_mode(c)) { /* lock-free while neither full nor empty */
+    if (sending) {
+      int rc = ring_push(c, item);
+      if (rc == 0) sent(c);
+      if (rc != WP_EAGAIN) return rc;
+    } else if (ring_pop(c, item) == 0) {
+      received(c);
+      return 0;
+    }
+  }
   bool cancelable = ctx && ctx != wp_ctx_background();
   bool hooked = false, spun = false;
+  atomic_uint *waiters = sending ? &c->send_waiters : &c->recv_waiters;
   wp_ctx_hook hook;
   int rc;
   pthread_mutex_lock(&c->mu);
   for (;;) {
-    if (sending) {
-      if (c->closed) {
-        rc = WP_ECLOSED;
-        break;
-      }
-      if (c->len < c->cap) {
-        push(c, item);
-        rc = 0;
-        break;
-      }
-    } else {
-      if (c->len > 0) {
-        pop(c, item);
-        rc = 0;
-        break;
-      }
-      if (c->closed) {
-        rc = WP_ECLOSED;
-        break;
-      }
-    }
+    rc = try_locked(c, sending, item);
+    if (rc != WP_EAGAIN) break;
     if (cancelable) {
       rc = wp_ctx_err(ctx);
       if (rc != 0) break;
@@ -235,15 +402,15 @@ static int chan_op(wp_chan *c, bool sending, void *item, wp_ctx *ctx) {
       spun = true;
       if (spin(c, sending, cancelable ? ctx : NULL)) continue;
     }
-    if (sending) {
-      c->send_waiters++;
-      pthread_cond_wait(&c->not_full, &c->mu);
-      c->send_waiters--;
-    } else {
-      c->recv_waiters++;
-      pthread_cond_wait(&c->not_empty, &c->mu);
-      c->recv_waiters--;
-    }
+    /* Announce, then look once more: an operation of the other side that
+     * finished before the announcement was visible did not come to wake
+     * us (see the top). */
+    atomic_fetch_add_explicit(waiters, 1, memory_order_seq_cst);
+    rc = try_locked(c, sending, item);
+    if (rc == WP_EAGAIN)
+      pthread_cond_wait(sending ? &c->not_full : &c->not_empty, &c->mu);
+    atomic_fetch_sub_explicit(waiters, 1, memory_order_relaxed);
+    if (rc != WP_EAGAIN) break;
   }
   pthread_mutex_unlock(&c->mu);
   if (hooked) wp_ctx_hook_remove(&hook);
@@ -261,28 +428,29 @@ int wp_chan_recv(wp_chan *c, void *item, wp_ctx *ctx) {
 
 int wp_chan_try_send(wp_chan *c, const void *item) {
   if (!c || !item) return WP_EINVAL;
-  int rc = WP_EAGAIN;
-  pthread_mutex_lock(&c->mu);
-  if (c->closed) {
-    rc = WP_ECLOSED;
-  } else if (c->len < c->cap) {
-    push(c, item);
-    rc = 0;
+  if (!fd_mode(c)) {
+    int rc = ring_push(c, item);
+    if (rc == 0) sent(c);
+    return rc;
   }
+  pthread_mutex_lock(&c->mu);
+  int rc = try_locked(c, true, (void *)(uintptr_t)item);
   pthread_mutex_unlock(&c->mu);
   return rc;
 }
 
 int wp_chan_try_recv(wp_chan *c, void *item) {
   if (!c || !item) return WP_EINVAL;
-  int rc = WP_EAGAIN;
-  pthread_mutex_lock(&c->mu);
-  if (c->len > 0) {
-    pop(c, item);
-    rc = 0;
-  } else if (c->closed) {
-    rc = WP_ECLOSED;
+  if (!fd_mode(c)) {
+    if (ring_pop(c, item) == 0) {
+      received(c);
+      return 0;
+    }
+    if (!atomic_load_explicit(&c->closed_m, memory_order_seq_cst))
+      return WP_EAGAIN;
   }
+  pthread_mutex_lock(&c->mu);
+  int rc = try_locked(c, false, item);
   pthread_mutex_unlock(&c->mu);
   return rc;
 }
@@ -291,11 +459,13 @@ int wp_chan_close(wp_chan *c) {
   if (!c) return WP_EINVAL;
   int rc = 0;
   pthread_mutex_lock(&c->mu);
-  if (c->closed) {
+  if (atomic_load_explicit(&c->closed_m, memory_order_relaxed)) {
     rc = WP_ECLOSED;
   } else {
-    c->closed = true;
-    atomic_store(&c->closed_m, true);
+    size_t end = atomic_fetch_or_explicit(&c->tail, CLOSED_BIT,
+                                          memory_order_seq_cst);
+    atomic_store_explicit(&c->end, end & ~CLOSED_BIT, memory_order_relaxed);
+    atomic_store_explicit(&c->closed_m, true, memory_order_seq_cst);
     pthread_cond_broadcast(&c->not_empty);
     pthread_cond_broadcast(&c->not_full);
     pthread_cond_broadcast(&c->not_full_bulk);
@@ -305,12 +475,7 @@ int wp_chan_close(wp_chan *c) {
   return rc;
 }
 
-size_t wp_chan_len(wp_chan *c) {
-  pthread_mutex_lock(&c->mu);
-  size_t n = c->len;
-  pthread_mutex_unlock(&c->mu);
-  return n;
-}
+size_t wp_chan_len(wp_chan *c) { return ring_len(c); }
 
 size_t wp_chan_cap(const wp_chan *c) { return c->cap; }
 
@@ -336,6 +501,9 @@ int wp_chan_fd(wp_chan *c, int *fd) {
     if (c->fd_read < 0) {
       rc = WP_ESYSTEM;
     } else {
+      /* From here on every operation takes mu and updates the descriptor;
+       * one already under way sees fd_mode when it ends (see the top). */
+      atomic_store_explicit(&c->fd_mode, true, memory_order_seq_cst);
       c->fd_ready = false;
       fd_update(c);
     }
@@ -348,32 +516,48 @@ int wp_chan_fd(wp_chan *c, int *fd) {
 int wp__chan_send_all(wp_chan *c, const void *items, size_t n) {
   const unsigned char *it = items;
   int rc = 0;
+  if (!fd_mode(c)) { /* lock-free while there is room; one wake check */
+    size_t sent_n = 0;
+    while (n > 0 && (rc = ring_push(c, it)) == 0) {
+      it += c->item_size;
+      n--;
+      sent_n++;
+    }
+    if (sent_n) sent(c);
+    if (n == 0 || rc == WP_ECLOSED) return rc;
+    rc = 0;
+  }
   bool spun = false;
   pthread_mutex_lock(&c->mu);
   while (n > 0) {
-    if (c->closed) {
-      rc = WP_ECLOSED;
-      break;
-    }
-    if (c->len < c->cap) {
-      push(c, it);
+    int r = ring_push(c, it);
+    if (r == 0) {
       it += c->item_size;
       n--;
       continue;
     }
+    if (r == WP_ECLOSED) {
+      rc = WP_ECLOSED;
+      break;
+    }
+    sent_locked(c); /* what went in so far: the receiver may sleep */
     if (!spun) {
       spun = true;
       if (spin(c, true, NULL)) continue;
     }
-    c->bulk_waiters++;
-    do {
+    atomic_fetch_add_explicit(&c->bulk_waiters, 1, memory_order_seq_cst);
+    while (!atomic_load_explicit(&c->closed_m, memory_order_relaxed) &&
+           c->cap - ring_len(c) < c->bulk_mark) {
       pthread_cond_wait(&c->not_full_bulk, &c->mu);
-    } while (!c->closed && c->cap - c->len < c->bulk_mark);
-    c->bulk_waiters--;
+      /* Whoever was meant, a wake has arrived: the next one may be sent. */
+      atomic_store_explicit(&c->bulk_woken, false, memory_order_relaxed);
+    }
+    atomic_fetch_sub_explicit(&c->bulk_waiters, 1, memory_order_relaxed);
     spun = false;
   }
+  sent_locked(c);
   /* Half still free: the next batch sender goes on (see the top). */
-  wake_bulk(c);
+  wake_bulk_locked(c);
   pthread_mutex_unlock(&c->mu);
   return rc;
 }
