@@ -32,6 +32,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -61,12 +62,24 @@ typedef struct xfer {
   char errbuf[CURL_ERROR_SIZE];
 } xfer;
 
+/* What the loop knows of a socket (socks[], indexed by descriptor). */
+enum {
+  SK_OURS = 1, /* a connection socket that our opensocket callback made and
+                  that our closesocket callback will close */
+  SK_WANT = 2, /* curl watches it (between sock_cb's first call and REMOVE) */
+  SK_IN = 4,   /* registered in the epoll set, for EPOLLIN */
+  SK_OUT = 8,  /* ... for EPOLLOUT */
+  SK_REG = 16  /* registered in the epoll set */
+};
+
 struct loop {
   wp__fetch *f;
   wp_worker *w;
   unsigned slots, inflight;
   CURLM *multi;
   int epfd, wakefd;
+  uint8_t *socks; /* SK_* by descriptor; nsocks entries, grown on demand */
+  size_t nsocks;
   int64_t curl_due; /* when curl wants socket_action(TIMEOUT); INT64_MAX */
   xfer *xfers;
   xfer *free_list;
@@ -99,28 +112,125 @@ static size_t write_cb(char *ptr, size_t size, size_t nmemb, void *userdata) {
   return n;
 }
 
-static int sock_cb(CURL *easy, curl_socket_t s, int what, void *userp,
-                   void *socketp) {
-  (void)easy;
-  loop *lp = userp;
+/* The state of descriptor s, grown to hold it; NULL when out of memory. */
+static uint8_t *sock_state(loop *lp, curl_socket_t s) {
+  if (s < 0) return NULL;
+  if ((size_t)s >= lp->nsocks) {
+    size_t n = lp->nsocks ? lp->nsocks : 64;
+    while (n <= (size_t)s) n *= 2;
+    uint8_t *p = realloc(lp->socks, n);
+    if (!p) return NULL;
+    memset(p + lp->nsocks, 0, n - lp->nsocks);
+    lp->socks = p;
+    lp->nsocks = n;
+  }
+  return &lp->socks[s];
+}
+
+static void sock_del(loop *lp, curl_socket_t s, uint8_t *st) {
+  epoll_ctl(lp->epfd, EPOLL_CTL_DEL, s, NULL);
+  *st &= (uint8_t) ~(SK_REG | SK_IN | SK_OUT);
+}
+
+/* Registers s for exactly the events of `want` (SK_IN | SK_OUT). */
+static void sock_reg(loop *lp, curl_socket_t s, uint8_t *st, uint8_t want) {
+  if ((*st & SK_REG) && (*st & (SK_IN | SK_OUT)) == want) return;
   struct epoll_event ev;
   memset(&ev, 0, sizeof ev);
   ev.data.fd = s;
+  ev.events = (want & SK_IN ? EPOLLIN : 0u) | (want & SK_OUT ? EPOLLOUT : 0u);
+  int rc;
+  if (*st & SK_REG) {
+    rc = epoll_ctl(lp->epfd, EPOLL_CTL_MOD, s, &ev);
+  } else {
+    rc = epoll_ctl(lp->epfd, EPOLL_CTL_ADD, s, &ev);
+    if (rc != 0 && errno == EEXIST)
+      rc = epoll_ctl(lp->epfd, EPOLL_CTL_MOD, s, &ev);
+  }
+  *st &= (uint8_t) ~(SK_REG | SK_IN | SK_OUT);
+  if (rc == 0) *st |= (uint8_t)(SK_REG | want);
+}
+
+/* curl says which sockets to watch. A keep-alive connection's socket is
+ * handed back (REMOVE) at the end of every transfer and asked for again
+ * (IN) by the next one on the same connection: two epoll_ctl calls per
+ * transfer that we skip. The socket of an idle connection of ours stays in
+ * the epoll set for EPOLLIN; should it fire while idle (the server closed
+ * the connection), the loop takes it out then (idle_event), and curl finds
+ * the connection dead when it next looks. Only sockets whose closing we
+ * hear of (closesock_cb) stay registered past REMOVE: a descriptor closed
+ * behind our back and reused would otherwise look registered. */
+static int sock_cb(CURL *easy, curl_socket_t s, int what, void *userp,
+                   void *socketp) {
+  (void)easy;
+  (void)socketp;
+  loop *lp = userp;
+  uint8_t *st = sock_state(lp, s);
   if (what == CURL_POLL_REMOVE) {
-    if (socketp) epoll_ctl(lp->epfd, EPOLL_CTL_DEL, s, NULL);
-    curl_multi_assign(lp->multi, s, NULL);
+    if (!st) {
+      epoll_ctl(lp->epfd, EPOLL_CTL_DEL, s, NULL);
+      return 0;
+    }
+    *st &= (uint8_t)~SK_WANT;
+    if (!(*st & SK_REG)) return 0;
+    if (!(*st & SK_OURS))
+      sock_del(lp, s, st);
+    else if (*st & SK_OUT) /* idle: only a close (or stray data) matters */
+      sock_reg(lp, s, st, SK_IN);
     return 0;
   }
-  ev.events = (what & CURL_POLL_IN ? EPOLLIN : 0u) |
-              (what & CURL_POLL_OUT ? EPOLLOUT : 0u);
-  if (socketp) {
-    epoll_ctl(lp->epfd, EPOLL_CTL_MOD, s, &ev);
-  } else if (epoll_ctl(lp->epfd, EPOLL_CTL_ADD, s, &ev) == 0 ||
-             (errno == EEXIST &&
-              epoll_ctl(lp->epfd, EPOLL_CTL_MOD, s, &ev) == 0)) {
-    curl_multi_assign(lp->multi, s, lp); /* any non-NULL: "added" */
+  uint8_t want = (uint8_t)((what & CURL_POLL_IN ? SK_IN : 0) |
+                           (what & CURL_POLL_OUT ? SK_OUT : 0));
+  if (!st) { /* no memory for the table: register it plainly */
+    struct epoll_event ev;
+    memset(&ev, 0, sizeof ev);
+    ev.data.fd = s;
+    ev.events = (want & SK_IN ? EPOLLIN : 0u) | (want & SK_OUT ? EPOLLOUT : 0u);
+    if (epoll_ctl(lp->epfd, EPOLL_CTL_ADD, s, &ev) != 0 && errno == EEXIST)
+      epoll_ctl(lp->epfd, EPOLL_CTL_MOD, s, &ev);
+    return 0;
   }
+  *st |= SK_WANT;
+  sock_reg(lp, s, st, want);
   return 0;
+}
+
+/* An event on a socket that curl does not watch: an idle connection of
+ * ours that the server closed (or sent stray bytes on), or an event left
+ * over in this batch for a socket curl just gave back. Either way it
+ * leaves the epoll set (level-triggered, it would fire again and again);
+ * a transfer that takes the connection registers it again. Returns true
+ * when the event is not curl's. */
+static bool idle_event(loop *lp, int fd) {
+  if (fd < 0 || (size_t)fd >= lp->nsocks) return false;
+  uint8_t *st = &lp->socks[fd];
+  if ((*st & (SK_OURS | SK_WANT | SK_REG)) != (SK_OURS | SK_REG)) return false;
+  sock_del(lp, fd, st);
+  return true;
+}
+
+static curl_socket_t opensock_cb(void *clientp, curlsocktype purpose,
+                                 struct curl_sockaddr *addr) {
+  loop *lp = clientp;
+  curl_socket_t s = socket(addr->family, addr->socktype, addr->protocol);
+  if (s == CURL_SOCKET_BAD) return s;
+  int e = errno;
+  uint8_t *st = sock_state(lp, s);
+  /* A fresh descriptor: whatever was known of its number is gone (a close
+   * removes a socket from every epoll set). */
+  if (st) *st = purpose == CURLSOCKTYPE_IPCXN ? SK_OURS : 0;
+  errno = e;
+  return s;
+}
+
+static int closesock_cb(void *clientp, curl_socket_t s) {
+  loop *lp = clientp;
+  if (s >= 0 && (size_t)s < lp->nsocks) {
+    uint8_t *st = &lp->socks[s];
+    if (*st & SK_REG) sock_del(lp, s, st);
+    *st = 0;
+  }
+  return close(s);
 }
 
 static int timer_cb(CURLM *multi, long timeout_ms, void *userp) {
@@ -182,6 +292,10 @@ static int easy_setup(loop *lp, CURL *e, xfer *x) {
   if (c->max_body) SET(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)c->max_body);
   SET(CURLOPT_ERRORBUFFER, x->errbuf);
   SET(CURLOPT_PRIVATE, x);
+  SET(CURLOPT_OPENSOCKETFUNCTION, opensock_cb);
+  SET(CURLOPT_OPENSOCKETDATA, lp);
+  SET(CURLOPT_CLOSESOCKETFUNCTION, closesock_cb);
+  SET(CURLOPT_CLOSESOCKETDATA, lp);
 #undef SET
   return rc == CURLE_OK ? 0 : -1;
 }
@@ -355,8 +469,7 @@ static void complete(loop *lp, xfer *x, CURLcode code) {
     err = WP__FETCH_EBODY;
   } else if (code != CURLE_OK) {
     const char *msg = x->errbuf[0] ? x->errbuf : curl_easy_strerror(code);
-    if (code == CURLE_OPERATION_TIMEDOUT &&
-        wp_job_deadline(job) != INT64_MAX &&
+    if (code == CURLE_OPERATION_TIMEDOUT && wp_job_deadline(job) != INT64_MAX &&
         wp_now_ns() >= wp_job_deadline(job) - 1000000)
       snprintf(req->error, sizeof req->error, "job timeout: %.200s", msg);
     else
@@ -450,8 +563,9 @@ static void loop_cleanup(void *userdata, unsigned index, void *state) {
     if (lp->xfers[i].easy) curl_easy_cleanup(lp->xfers[i].easy);
     curl_slist_free_all(lp->xfers[i].hdrs);
   }
-  curl_multi_cleanup(lp->multi);
+  curl_multi_cleanup(lp->multi); /* closes the idle connections */
   free(lp->xfers);
+  free(lp->socks);
   close(lp->wakefd);
   close(lp->epfd);
 }
@@ -512,6 +626,7 @@ static void loop_run(wp_worker *w, void *state, void *userdata) {
         (void)r;
         continue;
       }
+      if (idle_event(lp, fd)) continue;
       /* An error or a hang-up goes to curl as "readable and writable", not
        * CURL_CSELECT_ERR: curl's own read or write then meets the error
        * and names it ("Connection reset by peer"), where ERR alone makes
@@ -555,8 +670,7 @@ uint64_t wp__fetch_host_key(const char *url) {
   uint64_t h = 0;
   if (curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
       curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK &&
-      curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) ==
-          CURLUE_OK) {
+      curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) == CURLUE_OK) {
     h = 1469598103934665603ull; /* FNV-1a over "host:port", host lowered */
     for (const char *c = host; *c; c++) {
       unsigned char b = (unsigned char)*c;

@@ -40,8 +40,9 @@ RSS_SLACK_KB = 48 * 1024
 
 
 class Measured:
-    def __init__(self, rc, out, err, maxrss_kb, secs):
+    def __init__(self, rc, out, err, maxrss_kb, secs, cpu=0.0):
         self.rc, self.out, self.err, self.maxrss_kb, self.secs = rc, out, err, maxrss_kb, secs
+        self.cpu = cpu  # user + system seconds
 
     def __repr__(self):
         return "rc %r, %.2fs, maxrss %d KB, stderr %s" % (
@@ -85,7 +86,8 @@ def run_measured(args, stdin=b"", timeout=60, env=None):
         t.join(30 * h.SLOW)
     e = b"".join(err)
     h.check_no_sanitizer_report(e)
-    return Measured(p.returncode, b"".join(out), e, ru.ru_maxrss, secs)
+    return Measured(p.returncode, b"".join(out), e, ru.ru_maxrss, secs,
+                    ru.ru_utime + ru.ru_stime)
 
 
 def hostile_ports(s):
@@ -170,6 +172,38 @@ def test_hostile_servers_clear_errors_bounded_memory_others_unaffected():
         note("peak RSS: plain %d KB, hostile %d KB" % (base.maxrss_kb, run.maxrss_kb))
         check(run.maxrss_kb <= base.maxrss_kb + RSS_SLACK_KB,
               "peak RSS %d KB, plain run %d KB" % (run.maxrss_kb, base.maxrss_kb))
+
+
+IDLE_WAIT_MS = 2000
+
+
+def test_idle_connection_closed_by_server_no_spin_then_reconnects():
+    """A kept-alive connection that the server closes while it sits idle in
+    the engine's connection cache (the hostile /keepalive-close answers 200
+    with a length, no Connection: close, then closes, as a server's idle
+    timeout does). The engine keeps an idle connection's socket in its
+    epoll set; when it fires while idle it must leave the set, not wake the
+    loop again and again: over a 2 s job that follows on another server,
+    wpool's CPU time stays far below those 2 s (a loop spinning on the
+    closed socket burns all of them). And the next job to that server finds
+    the connection dead and gets a new one: 200."""
+    with Server() as s:
+        port, _ = hostile_ports(s)
+        ka = "http://127.0.0.1:%d/keepalive-close" % port
+        urls = [ka, s.url("/delay/%d" % IDLE_WAIT_MS), ka + "?again"]
+        # One transfer at a time, in input order, one loop.
+        run = run_measured(["-f", "jsonl", "-w", "1", "-r", "0"], h.lines_bytes(urls))
+        eq(run.rc, 0, "exit status (%r)" % run)
+        d = results(run, len(urls))
+        for i in (1, 3):
+            eq((d[i]["ok"], d[i]["status"], d[i]["bytes"]), (True, 200, 2),
+               "job %d, /keepalive-close (%r)" % (i, d[i]))
+        eq((d[2]["ok"], d[2]["status"]), (True, 200), "the delayed job (%r)" % d[2])
+        check(d[2]["elapsed_ms"] >= IDLE_WAIT_MS, "the delay was served: %r" % d[2])
+        note("CPU %.2f s over a run of %.2f s" % (run.cpu, run.secs))
+        check(run.cpu < IDLE_WAIT_MS / 1000 / 2,
+              "wpool used %.2f s of CPU while a job waited %d ms: spinning on "
+              "the closed idle connection?" % (run.cpu, IDLE_WAIT_MS))
 
 
 def test_hostile_gzip_bomb_is_never_inflated():

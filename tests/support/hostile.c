@@ -14,6 +14,9 @@
  *   /bad-code       "HTTP/1.1 abc Weird" (no number)
  *   /http10-close   HTTP/1.0 200, no length, 5000 bytes, then close
  *   /reset-mid-body 200, Content-Length 100000, 5000 bytes, then an RST
+ *   /keepalive-close 200, Content-Length 2, "ok", kept alive (no
+ *                   Connection: close), then closed at once: what a
+ *                   server's idle timeout does to a pooled connection
  *   anything else   404
  * `silent_port` accepts connections and never reads nor writes a byte:
  * the client's request sits in the socket buffer until it gives up.
@@ -316,6 +319,8 @@ static void *conn_main(void *arg) {
     route_http10(c->fd);
   else if (strcmp(path, "/reset-mid-body") == 0)
     route_reset_mid_body(c->fd);
+  else if (strcmp(path, "/keepalive-close") == 0)
+    send_str(c->fd, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
   else
     send_str(c->fd,
              "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n"
