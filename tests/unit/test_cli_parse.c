@@ -16,6 +16,8 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
 #include <math.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -531,6 +533,73 @@ TEST(format_lines) {
   wp__format_header(&b, WP__FMT_JSONL);
   wp__format_header(&b, WP__FMT_TEXT);
   ASSERT_EQ(b.len, 0);
+  wp__buf_free(&b);
+}
+
+/* The integers of a record (formatted without vsnprintf) against printf's
+ * own "%" PRIu64 / "%d" / "%u", over random and extreme values. */
+TEST(format_integers_match_printf) {
+  uint64_t rng = wp_test_seed();
+  static const uint64_t edge[] = {0,
+                                  1,
+                                  9,
+                                  10,
+                                  99,
+                                  100,
+                                  4294967295u,
+                                  4294967296u,
+                                  UINT64_MAX / 10,
+                                  UINT64_MAX - 1,
+                                  UINT64_MAX};
+  size_t nedge = sizeof edge / sizeof edge[0];
+  wp__buf b;
+  wp__buf_init(&b);
+  for (int n = 0; n < 20000; n++) {
+    uint64_t id =
+        n < (int)nedge ? edge[n] : rng_next(&rng) >> rng_below(&rng, 64);
+    uint64_t bytes = n < (int)nedge ? edge[nedge - 1 - (size_t)n]
+                                    : rng_next(&rng) >> rng_below(&rng, 64);
+    unsigned attempts =
+        n == 0 ? UINT_MAX : (unsigned)(rng_next(&rng) >> rng_below(&rng, 64));
+    int status = (int)(100 + rng_below(&rng, 500));
+    if (n % 7 == 0) status = -1;
+    double ms = (double)rng_below(&rng, 100000000) / 1000.0;
+    wp__outrec r = {id,     "u",  1,        status > 0 && status < 400,
+                    status, NULL, attempts, ms,
+                    bytes};
+    char st[16] = "", want[256];
+    if (status > 0) snprintf(st, sizeof st, "%d", status);
+    snprintf(want, sizeof want, "%" PRIu64 ",u,%s,%s,,%u,%.3f,%" PRIu64 "\n",
+             id, r.ok ? "true" : "false", st, attempts, ms, bytes);
+    wp__buf_reset(&b);
+    wp__format_result(&b, WP__FMT_CSV, &r);
+    expect_bytes("csv integers", &b, want, strlen(want));
+    if (status > 0)
+      snprintf(st, sizeof st, "%d", status);
+    else
+      snprintf(st, sizeof st, "null");
+    snprintf(want, sizeof want,
+             "{\"id\":%" PRIu64
+             ",\"url\":\"u\",\"ok\":%s,\"status\":%s,"
+             "\"error\":null,\"attempts\":%u,\"elapsed_ms\":%.3f,"
+             "\"bytes\":%" PRIu64 "}\n",
+             id, r.ok ? "true" : "false", st, attempts, ms, bytes);
+    wp__buf_reset(&b);
+    wp__format_result(&b, WP__FMT_JSONL, &r);
+    expect_bytes("jsonl integers", &b, want, strlen(want));
+    if (status > 0) {
+      const char *reason = wp__http_reason(status);
+      snprintf(want, sizeof want, "job %" PRIu64 " %s: %d%s%s u\n", id,
+               r.ok ? "done" : "failed", status, *reason ? " " : "", reason);
+    } else {
+      snprintf(want, sizeof want, "job %" PRIu64 " failed: unknown error u\n",
+               id);
+    }
+    wp__buf_reset(&b);
+    wp__format_result(&b, WP__FMT_TEXT, &r);
+    expect_bytes("text integers", &b, want, strlen(want));
+  }
+  ASSERT(!b.oom);
   wp__buf_free(&b);
 }
 
