@@ -76,15 +76,16 @@ static inline int wp__jring_push(wp__jring *r, void *item) {
     wp__jcell *c = &r->cells[pos & r->mask];
     size_t seq = atomic_load_explicit(&c->seq, memory_order_acquire);
     if (seq == pos) {
+      /* seq_cst: the claim is what a sleeper looks for (wp__jring_nonempty
+       * reads tail), so that the pool's submitter, which reads the
+       * workers' want_wake after pushing, needs no fence of its own: a
+       * worker going to sleep stores want_wake and then reads tail (a
+       * store-load pair on each side: both in the one total order). */
       if (atomic_compare_exchange_weak_explicit(&r->tail, &pos, pos + 1,
-                                                memory_order_relaxed,
+                                                memory_order_seq_cst,
                                                 memory_order_relaxed)) {
         c->item = item;
-        /* seq_cst, not just release: the pool's submitter reads the
-         * workers' want_wake next, and a worker going to sleep stores
-         * want_wake and then reads this cell (a store-load pair on each
-         * side: both must be in the one total order). */
-        atomic_store_explicit(&c->seq, pos + 1, memory_order_seq_cst);
+        atomic_store_explicit(&c->seq, pos + 1, memory_order_release);
         return 0;
       }
       /* pos was reloaded by the failed CAS */
@@ -103,7 +104,7 @@ static inline void *wp__jring_pop(wp__jring *r) {
   size_t pos = atomic_load_explicit(&r->head, memory_order_relaxed);
   for (;;) {
     wp__jcell *c = &r->cells[pos & r->mask];
-    size_t seq = atomic_load_explicit(&c->seq, memory_order_seq_cst);
+    size_t seq = atomic_load_explicit(&c->seq, memory_order_acquire);
     ptrdiff_t dif = (ptrdiff_t)(seq - (pos + 1));
     if (dif == 0) {
       if (atomic_compare_exchange_weak_explicit(&r->head, &pos, pos + 1,
@@ -122,11 +123,37 @@ static inline void *wp__jring_pop(wp__jring *r) {
   }
 }
 
-/* Anything pushed (or being pushed) and not popped? A hint for spinners. */
+/* Anything pushed, or claimed by a push still copying, and not popped?
+ * seq_cst: see wp__jring_push. */
 static inline bool wp__jring_nonempty(wp__jring *r) {
-  size_t t = atomic_load_explicit(&r->tail, memory_order_relaxed) &
+  size_t t = atomic_load_explicit(&r->tail, memory_order_seq_cst) &
              ~WP__JRING_CLOSED;
-  return t != atomic_load_explicit(&r->head, memory_order_relaxed);
+  return t != atomic_load_explicit(&r->head, memory_order_seq_cst);
+}
+
+/* Push and pop for a ring with only one pusher (or popper) at a time (the
+ * caller holds a lock that every pusher, or popper, holds): no CAS, just
+ * the cell's handover. The other side may be many threads, lock-free. */
+static inline void wp__jring_push_1(wp__jring *r, void *item) {
+  size_t pos = atomic_load_explicit(&r->tail, memory_order_relaxed);
+  wp__jcell *c = &r->cells[pos & r->mask];
+  unsigned spins = 0;
+  while (atomic_load_explicit(&c->seq, memory_order_acquire) != pos)
+    wp__jring_backoff(&spins); /* the cell's last popper is not done */
+  c->item = item;
+  atomic_store_explicit(&c->seq, pos + 1, memory_order_release);
+  atomic_store_explicit(&r->tail, pos + 1, memory_order_release);
+}
+
+static inline void *wp__jring_pop_1(wp__jring *r) {
+  size_t pos = atomic_load_explicit(&r->head, memory_order_relaxed);
+  wp__jcell *c = &r->cells[pos & r->mask];
+  if (atomic_load_explicit(&c->seq, memory_order_acquire) != pos + 1)
+    return NULL;
+  void *item = c->item;
+  atomic_store_explicit(&c->seq, pos + r->mask + 1, memory_order_release);
+  atomic_store_explicit(&r->head, pos + 1, memory_order_release);
+  return item;
 }
 
 /* Closes the ring to pushes; returns the end position: every push that

@@ -423,7 +423,7 @@ static void accept_locked(wp_pool *p, wp_job *j, bool wake) {
 static size_t inbox_drain_locked(wp_pool *p, bool wake) {
   size_t n = 0;
   wp_job *j;
-  while ((j = wp__jring_pop(&p->inbox)) != NULL) {
+  while ((j = wp__jring_pop_1(&p->inbox)) != NULL) {
     accept_locked(p, j, wake);
     n++;
   }
@@ -437,7 +437,7 @@ static void inbox_close_locked(wp_pool *p) {
   size_t end = wp__jring_close(&p->inbox);
   unsigned spins = 0;
   while (wp__jring_head(&p->inbox) < end) {
-    wp_job *j = wp__jring_pop(&p->inbox);
+    wp_job *j = wp__jring_pop_1(&p->inbox);
     if (j)
       accept_locked(p, j, false);
     else
@@ -474,7 +474,7 @@ static bool rate_blocked_locked(const wp_pool *p, int64_t now) {
 /* Under mu, though the ring needs none: a submitter that waits for a slot
  * rechecks under mu, so a slot freed under mu cannot slip past its wait. */
 static void free_slot_locked(wp_pool *p, wp_job *j) {
-  (void)wp__jring_push(&p->freeq, j); /* never closed, never full */
+  wp__jring_push_1(&p->freeq, j); /* only under mu; never full */
 }
 
 /* Gives the worker's finished slots back (caller holds mu). */
@@ -662,6 +662,7 @@ int wp_worker_take(wp_worker *w, wp_job **jobs, size_t max, int flags) {
   if (!jobs || max == 0) return WP_EINVAL;
   int rc;
   bool spun = false, was_keeper = false;
+  unsigned late_spins = 0;
   flush_results(p, w);
   pthread_mutex_lock(&p->mu);
   if (p->cfg.task && p->short_mode != w->short_tasks) {
@@ -730,11 +731,17 @@ int wp_worker_take(wp_worker *w, wp_job **jobs, size_t max, int flags) {
     }
     p->idle++;
     want_wake_update_locked(p);
-    /* A job pushed before want_wake became visible: its submitter may not
-     * come to wake us, so look once more (jring.h). */
-    if (inbox_drain_locked(p, false) > 0) {
+    /* A job pushed (or claimed, and still being copied) before want_wake
+     * became visible: its submitter may not come to wake us, so look once
+     * more (jring.h). */
+    if (inbox_drain_locked(p, false) > 0 || wp__jring_nonempty(&p->inbox)) {
       p->idle--;
       want_wake_update_locked(p);
+      if (p->ring_len == 0) { /* a push still copying: let it finish */
+        pthread_mutex_unlock(&p->mu);
+        wp__jring_backoff(&late_spins);
+        pthread_mutex_lock(&p->mu);
+      }
       continue;
     }
     if (keep) {
@@ -795,9 +802,10 @@ int wp_worker_arm(wp_worker *w, int64_t *next_due) {
       want_wake_update_locked(p);
     }
     rc = 0;
-    /* As a worker going to sleep does: a job pushed before want_wake was
-     * visible is ours to see now (and then we are not armed after all). */
-    if (inbox_drain_locked(p, false) > 0) {
+    /* As a worker going to sleep does: a job pushed (or being pushed)
+     * before want_wake was visible is ours to see now (and then we are not
+     * armed after all; a take finds it once it is copied in). */
+    if (inbox_drain_locked(p, false) > 0 || wp__jring_nonempty(&p->inbox)) {
       if (p->armed == w) { /* still first: nobody woke us meanwhile */
         p->armed = w->arm_next;
         w->armed = false;

@@ -86,6 +86,10 @@ typedef struct shared {
   uint32_t pushed[NPROD]; /* pushes that returned 0 */
   uint8_t *seen;          /* [NPROD * per_prod] pops per item */
   atomic_uint bad;        /* order or identity violations */
+  /* The pool's two patterns: pushes under a lock with wp__jring_push_1
+   * (free slots), pops under a lock with wp__jring_pop_1 (the inbox). */
+  bool push_1, pop_1;
+  pthread_mutex_t mu;
 } shared;
 
 typedef struct prod_arg {
@@ -101,7 +105,11 @@ static void *producer(void *arg) {
   for (i = 0; i < s->per_prod; i++) {
     while (sem_wait(&s->room) != 0) {
     }
-    if (wp__jring_push(&s->r, item_of(a->id, i)) != 0) {
+    if (s->push_1) {
+      pthread_mutex_lock(&s->mu);
+      wp__jring_push_1(&s->r, item_of(a->id, i));
+      pthread_mutex_unlock(&s->mu);
+    } else if (wp__jring_push(&s->r, item_of(a->id, i)) != 0) {
       sem_post(&s->room);
       break; /* closed: nothing more can go in */
     }
@@ -120,7 +128,14 @@ static void *consumer(void *arg) {
   pthread_barrier_wait(&s->go);
   unsigned spins = 0;
   for (;;) {
-    void *it = wp__jring_pop(&s->r);
+    void *it;
+    if (s->pop_1) {
+      pthread_mutex_lock(&s->mu);
+      it = wp__jring_pop_1(&s->r);
+      pthread_mutex_unlock(&s->mu);
+    } else {
+      it = wp__jring_pop(&s->r);
+    }
     if (!it) {
       if (atomic_load(&s->producing) == 0 && !wp__jring_nonempty(&s->r))
         break;
@@ -146,6 +161,7 @@ static void shared_init(shared *s, uint32_t per_prod, unsigned room) {
   s->per_prod = per_prod;
   if (wp__jring_init(&s->r, room) != 0) abort();
   sem_init(&s->room, 0, room);
+  pthread_mutex_init(&s->mu, NULL);
   pthread_barrier_init(&s->go, NULL, NPROD + NCONS + 1);
   atomic_init(&s->producing, NPROD);
   s->seen = calloc((size_t)NPROD * per_prod, 1);
@@ -154,6 +170,7 @@ static void shared_init(shared *s, uint32_t per_prod, unsigned room) {
 
 static void shared_destroy(shared *s) {
   free(s->seen);
+  pthread_mutex_destroy(&s->mu);
   pthread_barrier_destroy(&s->go);
   sem_destroy(&s->room);
   wp__jring_free(&s->r);
@@ -172,11 +189,23 @@ static void start_threads(shared *s, pthread_t *pt, pthread_t *ct,
   pthread_barrier_wait(&s->go);
 }
 
+static void run_mpmc(bool push_1, bool pop_1);
+
+/* Every item popped exactly once, in each producer's order: lock-free on
+ * both sides, and with one side serialized by a lock (push_1 / pop_1). */
 TEST(jring_mpmc_every_item_exactly_once) {
+  for (int mode = 0; mode < 3; mode++) {
+    run_mpmc(mode == 1, mode == 2);
+  }
+}
+
+static void run_mpmc(bool push_1, bool pop_1) {
   shared s;
-  uint32_t per = (uint32_t)(100000 * wp_test_scale());
+  uint32_t per = (uint32_t)(30000 * wp_test_scale());
   /* Little room: pushers and poppers meet on the same cells all the time. */
   shared_init(&s, per, 8);
+  s.push_1 = push_1;
+  s.pop_1 = pop_1;
   pthread_t pt[NPROD], ct[NCONS];
   prod_arg pa[NPROD];
   start_threads(&s, pt, ct, pa);
