@@ -299,7 +299,7 @@ def headline(fetch, pool, rss, shut):
             lines.append("- Max RSS at %d workers: wpool %.1f MB, Go tuned %.1f MB." % (wmax, a[0], b[0]))
     if pool:
         ws = sorted({w for (_, _, w) in pool})
-        rc = [ratio(pool.get(("callback", "wpool", w)), pool.get(("chan", "go", w))) for w in ws]
+        rc = [ratio(pool.get(("callback", "wpool", w)), pool.get(("callback", "go", w))) for w in ws]
         rch = [ratio(pool.get(("chan", "wpool", w)), pool.get(("chan", "go", w))) for w in ws]
         rc = [x for x in rc if x is not None]
         rch = [x for x in rch if x is not None]
