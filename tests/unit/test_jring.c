@@ -201,7 +201,7 @@ TEST(jring_mpmc_every_item_exactly_once) {
 
 static void run_mpmc(bool push_1, bool pop_1) {
   shared s;
-  uint32_t per = (uint32_t)(30000 * wp_test_scale());
+  uint32_t per = (uint32_t)(15000 * wp_test_scale());
   /* Little room: pushers and poppers meet on the same cells all the time. */
   shared_init(&s, per, 8);
   s.push_1 = push_1;
@@ -225,7 +225,7 @@ static void run_mpmc(bool push_1, bool pop_1) {
  * the end position close returned, waiting for pushes still in progress. */
 TEST(jring_close_while_pushing_drains_exactly_the_accepted) {
   unsigned seed = (unsigned)wp_test_seed();
-  unsigned rounds = (unsigned)(60 * wp_test_scale());
+  unsigned rounds = (unsigned)(40 * wp_test_scale());
   for (unsigned round = 0; round < rounds; round++) {
     shared s;
     uint32_t per = 20000;
