@@ -180,7 +180,7 @@ struct wp_pool {
   atomic_size_t avail; /* ring_len */
   wp_job **heap;        /* retry timer queue, by due_ns */
   size_t heap_len;
-  size_t outstanding, taken;
+  size_t taken;
   unsigned idle, wakes_pending, space_waiters;
   bool keeper;     /* a sleeping task worker on a timer: retries, short mode */
   bool short_mode; /* task workers' last batch ran short tasks */
@@ -407,11 +407,14 @@ static void want_wake_update_locked(wp_pool *p) {
     atomic_store_explicit(&p->want_wake, want, memory_order_seq_cst);
 }
 
-/* A job leaves the inbox: it is now submitted and queued. */
-static void accept_locked(wp_pool *p, wp_job *j, bool wake) {
-  p->outstanding++;
+static void count_submitted_locked(wp_pool *p) {
   p->submitted++;
   wp_counter_add(p->metrics.submitted, 1);
+}
+
+/* A job leaves the inbox: it is now submitted and queued. */
+static void accept_locked(wp_pool *p, wp_job *j, bool wake) {
+  count_submitted_locked(p);
   ring_push(p, j);
   if (wake) wake_one_locked(p);
 }
@@ -487,7 +490,6 @@ static void release_done_locked(wp_pool *p, wp_worker *w) {
     free_slot_locked(p, j);
     j = next;
   }
-  p->outstanding -= n;
   p->taken -= n;
   p->n_ok += w->done_by[OUT_OK];
   p->n_failed += w->done_by[OUT_FAILED];
@@ -1295,9 +1297,7 @@ static int submit(wp_pool *p, uint64_t id, void *arg, wp_ctx *ctx, bool wait,
       inbox_drain_locked(p, true);
       if (due_ns > 0 && due_ns > wp_now_ns()) {
         /* A resumed retry: into the timer queue like any retry. */
-        p->outstanding++;
-        p->submitted++;
-        wp_counter_add(p->metrics.submitted, 1);
+        count_submitted_locked(p);
         j->due_ns = due_ns;
         schedule_locked(p, j);
       } else {
@@ -1462,7 +1462,6 @@ int wp_pool_shutdown_now(wp_pool *p, wp_ctx *ctx) {
       free_slot_locked(p, victims);
       victims = next;
     }
-    p->outstanding -= n;
     p->n_canceled += n;
     pthread_cond_broadcast(&p->space_cv);
     pthread_mutex_unlock(&p->mu);
