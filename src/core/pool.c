@@ -283,6 +283,18 @@ static void ring_push_front(wp_pool *p, wp_job *j) {
 static void wake_one_locked(wp_pool *p);
 static void want_wake_update_locked(wp_pool *p);
 
+/* Is there a sleeping task worker that a new job should wake? Not if every
+ * sleeper is being woken already (wakes_pending). Not with short tasks and
+ * a worker awake: it will be back for the job within a batch; should its
+ * next task be long after all, the time keeper (a sleeper on a LAG_NS timer
+ * while this mode lasts) takes the job, and if there is no keeper yet, a
+ * wake makes one. wake_one_locked and want_wake (what a lock-free submit
+ * reads) both decide by this. */
+static bool sleeper_to_wake_locked(const wp_pool *p) {
+  return p->idle > p->wakes_pending &&
+         !(p->short_mode && p->idle < p->nworkers && p->keeper);
+}
+
 static size_t key_home(const wp_pool *p, uint64_t key) {
   return (size_t)((key * 0x9e3779b97f4a7c15ull) >> 17) & p->keys_mask;
 }
@@ -360,15 +372,10 @@ static void wake_one_locked(wp_pool *p) {
     if (w->wake) w->wake(w->wake_arg);
     return;
   }
-  if (p->idle <= p->wakes_pending) return; /* every sleeper is being woken */
+  if (!sleeper_to_wake_locked(p)) return;
   /* A spinning worker rechecks the ring under mu before it sleeps, so it
    * cannot miss this job. */
   if (atomic_load_explicit(&p->spinning, memory_order_relaxed) > 0) return;
-  /* Short tasks and a worker awake: it will be back for this job within a
-   * batch. Should its next task be long after all, the time keeper (a
-   * sleeper on a LAG_NS timer while this mode lasts) takes the job; if there
-   * is no keeper yet, this wake makes one. */
-  if (p->short_mode && p->idle < p->nworkers && p->keeper) return;
   p->wakes_pending++;
   want_wake_update_locked(p);
   pthread_cond_signal(&p->work_cv);
@@ -400,9 +407,7 @@ static void wake_all_locked(wp_pool *p) {
  * driver. seq_cst (with the push's publication): a sleeper that stored true
  * and then found the inbox empty is woken by every later push (jring.h). */
 static void want_wake_update_locked(wp_pool *p) {
-  bool want = p->armed != NULL ||
-              (p->idle > p->wakes_pending &&
-               !(p->short_mode && p->idle < p->nworkers && p->keeper));
+  bool want = p->armed != NULL || sleeper_to_wake_locked(p);
   if (atomic_load_explicit(&p->want_wake, memory_order_relaxed) != want)
     atomic_store_explicit(&p->want_wake, want, memory_order_seq_cst);
 }
