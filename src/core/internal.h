@@ -34,6 +34,20 @@ static inline void wp__cpu_relax(void) {
 #endif
 }
 
+/* Asks for the cache line at addr in exclusive state ahead of a store (or
+ * a load and then a store) to it: a ring's next cells were last written on
+ * another core, and a locked instruction after the store would wait for
+ * the line to arrive. Only a hint: no effect on other targets. */
+static inline void wp__prefetch_w(const void *addr) {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+  __asm__ volatile("prefetchw %0" ::"m"(*(const char *)addr));
+#elif defined(__GNUC__) || defined(__clang__)
+  __builtin_prefetch(addr, 1, 3);
+#else
+  (void)addr;
+#endif
+}
+
 struct wp_chan;
 /* Sends n items (each the channel's item size, contiguous) in order, waiting
  * for room as wp_chan_send(c, item, NULL) would, with one lock round while

@@ -1,4 +1,4 @@
-/* The lock-free pointer ring's allocation (the operations are inline in
+/* The lock-free submission ring's allocation (the operations are inline in
  * jring.h). */
 #include "core/jring.h"
 
@@ -10,11 +10,10 @@ int wp__jring_init(wp__jring *r, size_t n) {
     if (cap > SIZE_MAX / 2 / sizeof(wp__jcell)) return -1;
     cap *= 2;
   }
-  r->cells = malloc(cap * sizeof *r->cells);
+  r->cells = wp__calloc_lines(cap * sizeof *r->cells);
   if (!r->cells) return -1;
   for (size_t i = 0; i < cap; i++) {
     atomic_init(&r->cells[i].seq, i);
-    r->cells[i].item = NULL;
   }
   r->mask = cap - 1;
   atomic_init(&r->tail, 0);

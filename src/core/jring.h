@@ -1,5 +1,8 @@
-/* A bounded lock-free ring of pointers: the pool's submission inbox and its
- * free-slot list (pool.c), so that a submit needs no lock on its fast path.
+/* A bounded lock-free ring of small fixed records: the pool's submission
+ * inbox (pool.c), so that a submit needs no lock on its fast path. The
+ * record (ID, argument, key) travels in the cell itself: a submitter writes
+ * only the ring's cells (two to a cache line), never a job slot that a
+ * worker's core last wrote, and the worker fills the slot on its side.
  *
  * The algorithm is Dmitry Vyukov's bounded MPMC array queue: every cell
  * carries a sequence number that says whose turn the cell is. For position
@@ -15,8 +18,9 @@
  *     fail (its CAS fails, it reloads, it sees the bit), and the value
  *     fetch_or returned is the end of what was ever pushed, so the one who
  *     closes can drain exactly what was accepted;
- *   - waiting instead of failing. The pool never pushes more items than it
- *     has slots, and cap >= slots, so a ring is never full; a cell can only
+ *   - waiting instead of failing. The pool never has more items in the ring
+ *     than it has credits (free slots), and cap >= slots, so the ring is
+ *     never full; a cell can only
  *     be late: its previous popper claimed it and has not yet handed it on
  *     (or, for the popper, the pusher of its position has claimed it and not
  *     yet published). The pusher waits for that (pause, then yield: the late
@@ -36,9 +40,16 @@
 
 #define WP__JRING_CLOSED ((size_t)1 << (sizeof(size_t) * 8 - 1))
 
+/* One submission: what the submitter knows of a job. */
+typedef struct wp__jitem {
+  uint64_t id;
+  void *arg;
+  uint64_t key;
+} wp__jitem;
+
 typedef struct wp__jcell {
   atomic_size_t seq;
-  void *item;
+  wp__jitem item;
 } wp__jcell;
 
 /* tail, head and the read-only part each on a cache line of their own:
@@ -53,7 +64,8 @@ typedef struct wp__jring {
   size_t mask;
 } wp__jring;
 
-/* Room for at least n items (n >= 1). 0, or -1 with nothing allocated. */
+/* Room for at least n items (n >= 1); the cells are cache-line aligned, so
+ * a cell never straddles two lines. 0, or -1 with nothing allocated. */
 int wp__jring_init(wp__jring *r, size_t n);
 void wp__jring_free(wp__jring *r);
 
@@ -66,11 +78,17 @@ static inline void wp__jring_backoff(unsigned *spins) {
   }
 }
 
-/* Pushes item; any number of threads at once. 0, or -1 if the ring was
+/* How far ahead of its position a push or a pop asks for the cell's cache
+ * line (wp__prefetch_w): far enough that the line has arrived when the
+ * operation gets there (a transfer between cores takes ~100 ns here). */
+#define WP__JRING_AHEAD 32
+
+/* Pushes *item; any number of threads at once. 0, or -1 if the ring was
  * closed (item not pushed). */
-static inline int wp__jring_push(wp__jring *r, void *item) {
+static inline int wp__jring_push(wp__jring *r, const wp__jitem *item) {
   size_t pos = atomic_load_explicit(&r->tail, memory_order_relaxed);
   unsigned spins = 0;
+  wp__prefetch_w(&r->cells[(pos + WP__JRING_AHEAD) & r->mask]);
   for (;;) {
     if (pos & WP__JRING_CLOSED) return -1;
     wp__jcell *c = &r->cells[pos & r->mask];
@@ -84,7 +102,7 @@ static inline int wp__jring_push(wp__jring *r, void *item) {
       if (atomic_compare_exchange_weak_explicit(&r->tail, &pos, pos + 1,
                                                 memory_order_seq_cst,
                                                 memory_order_relaxed)) {
-        c->item = item;
+        c->item = *item;
         atomic_store_explicit(&c->seq, pos + 1, memory_order_release);
         return 0;
       }
@@ -98,9 +116,10 @@ static inline int wp__jring_push(wp__jring *r, void *item) {
   }
 }
 
-/* Pops the oldest item if it is published; any number of threads at once.
- * NULL if the ring is empty or its oldest item is still being pushed. */
-static inline void *wp__jring_pop(wp__jring *r) {
+/* Pops the oldest item into *out if it is published; any number of threads
+ * at once. false if the ring is empty or its oldest item is still being
+ * pushed. */
+static inline bool wp__jring_pop(wp__jring *r, wp__jitem *out) {
   size_t pos = atomic_load_explicit(&r->head, memory_order_relaxed);
   for (;;) {
     wp__jcell *c = &r->cells[pos & r->mask];
@@ -110,13 +129,12 @@ static inline void *wp__jring_pop(wp__jring *r) {
       if (atomic_compare_exchange_weak_explicit(&r->head, &pos, pos + 1,
                                                 memory_order_relaxed,
                                                 memory_order_relaxed)) {
-        void *item = c->item;
-        atomic_store_explicit(&c->seq, pos + r->mask + 1,
-                              memory_order_release);
-        return item;
+        *out = c->item;
+        atomic_store_explicit(&c->seq, pos + r->mask + 1, memory_order_release);
+        return true;
       }
     } else if (dif < 0) {
-      return NULL;
+      return false;
     } else {
       pos = atomic_load_explicit(&r->head, memory_order_relaxed);
     }
@@ -126,34 +144,24 @@ static inline void *wp__jring_pop(wp__jring *r) {
 /* Anything pushed, or claimed by a push still copying, and not popped?
  * seq_cst: see wp__jring_push. */
 static inline bool wp__jring_nonempty(wp__jring *r) {
-  size_t t = atomic_load_explicit(&r->tail, memory_order_seq_cst) &
-             ~WP__JRING_CLOSED;
+  size_t t =
+      atomic_load_explicit(&r->tail, memory_order_seq_cst) & ~WP__JRING_CLOSED;
   return t != atomic_load_explicit(&r->head, memory_order_seq_cst);
 }
 
-/* Push and pop for a ring with only one pusher (or popper) at a time (the
- * caller holds a lock that every pusher, or popper, holds): no CAS, just
- * the cell's handover. The other side may be many threads, lock-free. */
-static inline void wp__jring_push_1(wp__jring *r, void *item) {
-  size_t pos = atomic_load_explicit(&r->tail, memory_order_relaxed);
-  wp__jcell *c = &r->cells[pos & r->mask];
-  unsigned spins = 0;
-  while (atomic_load_explicit(&c->seq, memory_order_acquire) != pos)
-    wp__jring_backoff(&spins); /* the cell's last popper is not done */
-  c->item = item;
-  atomic_store_explicit(&c->seq, pos + 1, memory_order_release);
-  atomic_store_explicit(&r->tail, pos + 1, memory_order_release);
-}
-
-static inline void *wp__jring_pop_1(wp__jring *r) {
+/* Pop for a ring with only one popper at a time (the caller holds a lock
+ * that every popper holds): no CAS, just the cell's handover. The pushers
+ * may be many threads, lock-free. */
+static inline bool wp__jring_pop_1(wp__jring *r, wp__jitem *out) {
   size_t pos = atomic_load_explicit(&r->head, memory_order_relaxed);
   wp__jcell *c = &r->cells[pos & r->mask];
+  wp__prefetch_w(&r->cells[(pos + WP__JRING_AHEAD) & r->mask]);
   if (atomic_load_explicit(&c->seq, memory_order_acquire) != pos + 1)
-    return NULL;
-  void *item = c->item;
+    return false;
+  *out = c->item;
   atomic_store_explicit(&c->seq, pos + r->mask + 1, memory_order_release);
   atomic_store_explicit(&r->head, pos + 1, memory_order_release);
-  return item;
+  return true;
 }
 
 /* Closes the ring to pushes; returns the end position: every push that
@@ -162,6 +170,15 @@ static inline size_t wp__jring_close(wp__jring *r) {
   return atomic_fetch_or_explicit(&r->tail, WP__JRING_CLOSED,
                                   memory_order_seq_cst) &
          ~WP__JRING_CLOSED;
+}
+
+/* Are the n oldest items there and published? A hint for a thread that
+ * waits for a batch to gather, read without the poppers' lock (n >= 1;
+ * never true for n > the ring's room). */
+static inline bool wp__jring_ready(wp__jring *r, size_t n) {
+  size_t pos = atomic_load_explicit(&r->head, memory_order_relaxed) + n - 1;
+  return atomic_load_explicit(&r->cells[pos & r->mask].seq,
+                              memory_order_relaxed) == pos + 1;
 }
 
 /* The position of the next pop. */

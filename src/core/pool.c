@@ -25,17 +25,22 @@
  * A task worker's batch of short tasks ends together: one clock read for
  * all their results (a read costs ~50 ns on a virtual machine here).
  *
- * Submitting. A submit takes no lock while slots are free: it pops a free
- * slot from freeq and pushes the job into the inbox, both lock-free rings
- * (jring.h). Whoever next holds mu for the ring (a worker's take, a
+ * Submitting. A submit takes no lock while slots are free: it takes a
+ * credit (one per free slot) and pushes the job's ID, argument and key into
+ * the inbox, a lock-free ring (jring.h) that carries them in its cells. It
+ * never writes a job slot: a slot's lines were last written on a worker's
+ * core, and fetching them to the submitter's and back cost more than a
+ * whole no-op job. Whoever next holds mu for the ring (a worker's take, a
  * driver's arm, stats, shutdown) first moves the inbox into the ring, in
- * order, counting the jobs as submitted there. A submitter locks mu only to
- * wake someone (want_wake: a task worker sleeps or a driver is armed; the
- * push and that read, and a sleeper's store and its last look at the inbox,
- * are seq_cst, so one of the two always sees the other), or to wait for a
- * slot. Closing closes the inbox and moves what it holds under mu: no push
- * succeeds after, and every job accepted before gets its one result. Slots
- * are freed under mu, so a submitter waiting for one cannot miss it.
+ * order, filling a free slot for each and counting the jobs as submitted
+ * there (credits + inbox <= free slots, so there always is one). A
+ * submitter locks mu only to wake someone (want_wake: a task worker sleeps
+ * or a driver is armed; the push and that read, and a sleeper's store and
+ * its last look at the inbox, are seq_cst, so one of the two always sees
+ * the other), or to wait for a credit. Closing closes the inbox and moves what
+ * it holds under mu: no push succeeds after, and every job accepted before gets
+ * its one result. Credits are given back under mu, so a submitter waiting for
+ * one cannot miss it.
  *
  * Waking. Task workers sleep on work_cv; a submit signals only when a worker
  * sleeps that no earlier signal is already waking (wakes_pending), so a busy
@@ -71,12 +76,26 @@
 #include "wpool/retry.h"
 
 #define MAX_WORKERS 10000
-#define RELEASE_BATCH 64
-#define TASK_BATCH 16
-#define RESULT_BATCH 32 /* > TASK_BATCH: a task batch never flushes mid-way */
-/* A task worker batches only while its tasks are this short, so a job that
- * waits behind a batch-mate waits at most TASK_BATCH * SHORT_TASK_NS. */
+/* A task worker batches only while its tasks average under SHORT_TASK_NS,
+ * and takes at most as many as it runs in about BATCH_NS (at most
+ * TASK_BATCH), so a job waits behind its batch-mates for about BATCH_NS at
+ * most. No-op tasks come 128 to a batch: on a machine where a system call
+ * costs ~1.2 us (this virtual machine), the lock round, the clock reads and
+ * the wakes of a batch are what a no-op job costs, and 16 to a batch was
+ * half the rate of 128. */
+#define TASK_BATCH 128
 #define SHORT_TASK_NS 20000
+#define BATCH_NS (16 * SHORT_TASK_NS)
+/* With many workers, a worker takes at most its fair share of the ready
+ * queue, but never less than this many (when there are that many). */
+#define FAIR_MIN 64
+/* A worker's finished slots go back after this many (or at its next take,
+ * or before it sleeps): never in the middle of a batch. */
+#define RELEASE_BATCH TASK_BATCH
+/* Results for a results channel are sent in batches of up to this many per
+ * worker (fewer with many workers: see results_cap). */
+#define RESULT_BATCH (2 * TASK_BATCH)
+#define RESULT_BATCH_MIN 32
 /* How long an idle worker (at most MAX_SPINNERS at once) or a submitter at
  * the bound looks for work or space before it sleeps. */
 #define SPIN_NS 30000
@@ -84,6 +103,10 @@
 /* In short-task mode, the longest a queued job waits while a worker sleeps
  * (see wake_one_locked). */
 #define LAG_NS 200000
+/* In short-task mode, a worker that finds only a few jobs in the inbox
+ * waits up to GATHER_NS for a batch of them (see gather_inbox). */
+#define GATHER_NS 2000
+#define GATHER_MIN 16 /* a smaller batch is not worth waiting for */
 
 static inline void cpu_relax(void) {
 #if defined(__x86_64__) || defined(__i386__)
@@ -138,8 +161,8 @@ struct wp_worker {
   unsigned done_by[3];
   unsigned not_started; /* taken, then finished canceled without running */
   bool short_tasks; /* task workers: its last batch averaged < SHORT_TASK_NS */
-  wp_result results[RESULT_BATCH]; /* for the results channel */
-  unsigned nresults;
+  wp_result *results; /* for the results channel: results_cap of them */
+  unsigned nresults, results_cap;
   wp_rng rng;
   wp_job *expired; /* taken past their deadline: deliver, then done */
   int64_t take_ns; /* the clock at its last take that returned jobs */
@@ -150,11 +173,13 @@ struct wp_pool {
   wp_pool_config cfg;
   size_t bound;
   wp_job *slots;
-  /* The lock-free side of submit (see "Submitting" above): free slots, and
-   * jobs accepted but not yet moved into the ring. Cache-line aligned (the
-   * pool is allocated so): what a submitter reads on every submit must not
-   * share a line with what the workers write under mu. */
-  wp__jring freeq;
+  /* The lock-free side of submit (see "Submitting" above): credits (free
+   * slots not promised to a job in the inbox; taken without mu, given back
+   * under it), and jobs accepted but not yet moved into the ring.
+   * Cache-line aligned (the pool is allocated so): what a submitter reads
+   * on every submit must not share a line with what the workers write
+   * under mu. */
+  _Alignas(WP__CACHE_LINE) atomic_size_t credits;
   wp__jring inbox;
   /* A submit that pushed into the inbox must lock mu and move it into the
    * ring, waking someone: a task worker sleeps or a driver is armed. Set
@@ -174,11 +199,12 @@ struct wp_pool {
   pthread_cond_t space_cv; /* submitters waiting for a slot */
   pthread_cond_t state_cv; /* creation and shutdown waiting on workers */
   pthread_cond_t gate_cv;  /* workers waiting for creation to finish */
+  wp_job *free_slots;      /* a stack: the slot a worker just freed is reused */
   wp_job **ring;
   size_t ring_head, ring_len;
   /* Mirror read without mu by spinners: updated under mu. */
   atomic_size_t avail; /* ring_len */
-  wp_job **heap;        /* retry timer queue, by due_ns */
+  wp_job **heap;       /* retry timer queue, by due_ns */
   size_t heap_len;
   size_t taken;
   unsigned idle, wakes_pending, space_waiters;
@@ -196,6 +222,7 @@ struct wp_pool {
   wp_ctx *root;
   wp_worker *workers;
   unsigned nworkers;
+  wp_result *results_buf; /* the workers' results buffers, one allocation */
   /* Limits (all under mu). */
   bool rate_on;
   wp_bucket bucket;
@@ -424,15 +451,39 @@ static void accept_locked(wp_pool *p, wp_job *j, bool wake) {
   if (wake) wake_one_locked(p);
 }
 
+static void job_init(wp_job *j, uint64_t id, void *arg, uint64_t key,
+                     unsigned attempts) {
+  j->next = NULL;
+  j->id = id;
+  j->arg = arg;
+  j->value = NULL;
+  j->err = 0;
+  j->attempts = attempts;
+  j->started_ns = 0;
+  j->deadline_ns = INT64_MAX;
+  j->key = key;
+  j->retry_after_ns = -1;
+}
+
+/* A free slot for a job whose submitter holds a credit (caller holds mu):
+ * every credit stands for a slot on the stack, so there is one. */
+static wp_job *slot_get_locked(wp_pool *p, const wp__jitem *it,
+                               unsigned attempts) {
+  wp_job *j = p->free_slots;
+  p->free_slots = j->next;
+  job_init(j, it->id, it->arg, it->key, attempts);
+  return j;
+}
+
 /* Moves the published jobs of the inbox into the ring, in order, waking a
  * worker for each if wake (a worker that drains in order to take does not:
  * wp_worker_take wakes another if it leaves work behind). Stops at a job
  * still being pushed: its submitter drains after it, under mu. */
 static size_t inbox_drain_locked(wp_pool *p, bool wake) {
   size_t n = 0;
-  wp_job *j;
-  while ((j = wp__jring_pop_1(&p->inbox)) != NULL) {
-    accept_locked(p, j, wake);
+  wp__jitem it;
+  while (wp__jring_pop_1(&p->inbox, &it)) {
+    accept_locked(p, slot_get_locked(p, &it, 0), wake);
     n++;
   }
   return n;
@@ -445,9 +496,9 @@ static void inbox_close_locked(wp_pool *p) {
   size_t end = wp__jring_close(&p->inbox);
   unsigned spins = 0;
   while (wp__jring_head(&p->inbox) < end) {
-    wp_job *j = wp__jring_pop_1(&p->inbox);
-    if (j)
-      accept_locked(p, j, false);
+    wp__jitem it;
+    if (wp__jring_pop_1(&p->inbox, &it))
+      accept_locked(p, slot_get_locked(p, &it, 0), false);
     else
       wp__jring_backoff(&spins);
   }
@@ -479,10 +530,34 @@ static bool rate_blocked_locked(const wp_pool *p, int64_t now) {
          wp_bucket_avail(&p->bucket, now, 1) == 0;
 }
 
-/* Under mu, though the ring needs none: a submitter that waits for a slot
- * rechecks under mu, so a slot freed under mu cannot slip past its wait. */
 static void free_slot_locked(wp_pool *p, wp_job *j) {
-  wp__jring_push_1(&p->freeq, j); /* only under mu; never full */
+  j->next = p->free_slots;
+  p->free_slots = j;
+}
+
+/* Gives n credits back. Under mu: a submitter that waits for one rechecks
+ * under mu, so a credit given under mu cannot slip past its wait. */
+static void credits_give_locked(wp_pool *p, size_t n) {
+  atomic_fetch_add_explicit(&p->credits, n, memory_order_relaxed);
+  if (p->space_waiters) {
+    if (n == 1)
+      pthread_cond_signal(&p->space_cv);
+    else
+      pthread_cond_broadcast(&p->space_cv);
+  }
+}
+
+/* Takes a credit if there is one: the right to put one job in the inbox
+ * (or, under mu, in a slot). Any thread, no lock. Relaxed: the credit
+ * guards no data (the inbox cell carries the job, the slot is filled under
+ * mu). */
+static bool credit_take(wp_pool *p) {
+  size_t c = atomic_load_explicit(&p->credits, memory_order_relaxed);
+  do {
+    if (c == 0) return false;
+  } while (!atomic_compare_exchange_weak_explicit(
+      &p->credits, &c, c - 1, memory_order_relaxed, memory_order_relaxed));
+  return true;
 }
 
 /* Gives the worker's finished slots back (caller holds mu). */
@@ -504,12 +579,7 @@ static void release_done_locked(wp_pool *p, wp_worker *w) {
   w->done = NULL;
   w->ndone = 0;
   memset(w->done_by, 0, sizeof w->done_by);
-  if (p->space_waiters) {
-    if (n == 1)
-      pthread_cond_signal(&p->space_cv);
-    else
-      pthread_cond_broadcast(&p->space_cv);
-  }
+  credits_give_locked(p, n);
 }
 
 /* ---- results ------------------------------------------------------------ */
@@ -541,7 +611,7 @@ static void flush_results(wp_pool *p, wp_worker *w) {
 }
 
 /* Delivers j's result; no lock held. With a results channel, a worker
- * buffers up to RESULT_BATCH results and sends them before it next takes
+ * buffers up to results_cap results and sends them before it next takes
  * jobs (or sleeps, or exits), so its slots are released only after. */
 static void deliver(wp_pool *p, wp_worker *w, wp_job *j, int64_t now) {
   wp_result r;
@@ -553,7 +623,7 @@ static void deliver(wp_pool *p, wp_worker *w, wp_job *j, int64_t now) {
     (void)wp_chan_send(p->cfg.results, &r, NULL);
   } else {
     w->results[w->nresults++] = r;
-    if (w->nresults == RESULT_BATCH) flush_results(p, w);
+    if (w->nresults == w->results_cap) flush_results(p, w);
   }
 }
 
@@ -576,10 +646,13 @@ void wp_worker_set_wake(wp_worker *w, wp_wake_cb cb, void *arg) {
 static int take_locked(wp_pool *p, wp_worker *w, wp_job **jobs, size_t max,
                        int64_t now) {
   size_t share = max;
-  if (p->cfg.driver) {
-    /* Event loops hold many jobs each: take a fair share of the ring, so a
-     * loop with room for hundreds leaves work for the other loops. */
+  if (p->cfg.driver || max > FAIR_MIN) {
+    /* Event loops hold many jobs each, and a task worker batching no-op
+     * tasks takes up to TASK_BATCH: take a fair share of the ring (but
+     * FAIR_MIN at least, for a task worker), so a worker with room for
+     * hundreds leaves work for the others. */
     share = (p->ring_len + p->nworkers - 1) / p->nworkers;
+    if (p->cfg.task && share < FAIR_MIN) share = FAIR_MIN;
     if (share > max) share = max;
   }
   if (share > p->ring_len) share = p->ring_len;
@@ -635,10 +708,46 @@ static int64_t limits_now(const wp_pool *p) {
   return p->rate_on || p->cfg.job_timeout_ns ? wp_now_ns() : 0;
 }
 
+/* How many jobs a worker that would take up to max waits to see in the
+ * inbox before it takes them (1: it does not wait). A submitter and a
+ * worker on two cores that hand over one job at a time pass each cache
+ * line of the inbox back and forth once per job, and the worker drains a
+ * job or two per lock round; letting a batch gather (for at most
+ * GATHER_NS: a lone job waits no longer) moves each line once and the jobs
+ * in batches. Not when the bound is small: the submitter could not get
+ * that far ahead. */
+static size_t gather_size(const wp_pool *p, size_t max) {
+  size_t k = p->bound / 4 < max ? p->bound / 4 : max;
+  return k < GATHER_MIN ? 1 : k;
+}
+
+/* Short-task mode, nothing queued in the ring: if the inbox holds fewer
+ * than want published jobs but at least one, spins until it holds want,
+ * for up to GATHER_NS. No lock held. */
+static void gather_inbox(wp_pool *p, size_t want) {
+  if (want <= 1 || atomic_load_explicit(&p->avail, memory_order_relaxed) > 0)
+    return;
+  int64_t until = 0;
+  for (unsigned i = 1;; i++) {
+    if (!wp__jring_ready(&p->inbox, 1) || wp__jring_ready(&p->inbox, want) ||
+        atomic_load_explicit(&p->stop, memory_order_relaxed))
+      return;
+    cpu_relax();
+    if ((i & 7) == 0) {
+      int64_t now = wp_now_ns();
+      if (until == 0)
+        until = now + GATHER_NS;
+      else if (now > until)
+        return;
+    }
+  }
+}
+
 /* Called with mu held; returns with mu held. Spins (mu released) for up to
  * SPIN_NS while no job is there, if fewer than MAX_SPINNERS spin already.
+ * Once a job is there it lets a batch of up to want gather (gather_inbox).
  * Returns true if it spun (whatever it saw). */
-static bool spin_for_work(wp_pool *p) {
+static bool spin_for_work(wp_pool *p, size_t want) {
   unsigned n = atomic_load_explicit(&p->spinning, memory_order_relaxed);
   do {
     if (n >= MAX_SPINNERS) return false;
@@ -648,9 +757,12 @@ static bool spin_for_work(wp_pool *p) {
   int64_t until = wp_now_ns() + SPIN_NS;
   for (unsigned i = 1;; i++) {
     if (atomic_load_explicit(&p->avail, memory_order_relaxed) > 0 ||
-        wp__jring_nonempty(&p->inbox) ||
         atomic_load_explicit(&p->stop, memory_order_relaxed))
       break;
+    if (wp__jring_nonempty(&p->inbox)) {
+      gather_inbox(p, want);
+      break;
+    }
     cpu_relax();
     if ((i & 63) == 0) {
       if (wp_now_ns() > until) break;
@@ -671,6 +783,9 @@ int wp_worker_take(wp_worker *w, wp_job **jobs, size_t max, int flags) {
   bool spun = false, was_keeper = false;
   unsigned late_spins = 0;
   flush_results(p, w);
+  /* A task worker batching short tasks (max > 1) lets a batch gather. */
+  size_t want = p->cfg.task && (flags & WP_TAKE_WAIT) ? gather_size(p, max) : 1;
+  gather_inbox(p, want);
   pthread_mutex_lock(&p->mu);
   if (p->cfg.task && p->short_mode != w->short_tasks) {
     p->short_mode = w->short_tasks;
@@ -711,7 +826,7 @@ int wp_worker_take(wp_worker *w, wp_job **jobs, size_t max, int flags) {
       rc = 0;
       break;
     }
-    if (!spun && p->heap_len == 0 && spin_for_work(p)) {
+    if (!spun && p->heap_len == 0 && spin_for_work(p, want)) {
       spun = true;
       continue; /* recheck under mu */
     }
@@ -776,8 +891,8 @@ int wp_worker_take(wp_worker *w, wp_job **jobs, size_t max, int flags) {
       if (jobs[i]->started_ns == 0) {
         jobs[i]->started_ns = now;
         if (budget > 0)
-          jobs[i]->deadline_ns = budget > INT64_MAX - now ? INT64_MAX - 1
-                                                          : now + budget;
+          jobs[i]->deadline_ns =
+              budget > INT64_MAX - now ? INT64_MAX - 1 : now + budget;
       }
   }
   return rc;
@@ -892,8 +1007,8 @@ static void finish(wp_worker *w, wp_job *j, int err, bool started,
   wp_pool *p = w->pool;
   j->err = err;
   if (started) wp_counter_add(p->metrics.attempts, 1);
-  bool retry = err != 0 && p->cfg.retry.max_attempts > 1 &&
-               should_retry(p, j, err);
+  bool retry =
+      err != 0 && p->cfg.retry.max_attempts > 1 && should_retry(p, j, err);
   if (retry) {
     int64_t delay =
         j->retry_after_ns >= 0
@@ -937,7 +1052,8 @@ static void task_driver(wp_worker *w, void *state, void *userdata) {
   int n;
   /* Batching saves lock rounds on short tasks; a long task would make its
    * batch-mates wait, so batches start at 1 and grow only while every batch
-   * averages under SHORT_TASK_NS per job. */
+   * averages under SHORT_TASK_NS per job, to what the last batch's average
+   * says runs in BATCH_NS. */
   size_t batch_max = 1;
   while ((n = wp_worker_take(w, batch, batch_max, WP_TAKE_WAIT)) > 0) {
     int64_t t0 = w->take_ns;
@@ -968,12 +1084,17 @@ static void task_driver(wp_worker *w, void *state, void *userdata) {
     }
     /* The batch ends together: one clock read for every result in it (a
      * batch has more than one job only while tasks are short, so its
-     * results wait at most about TASK_BATCH * SHORT_TASK_NS). */
+     * results wait at most about BATCH_NS). */
     int64_t end = wp_now_ns();
     for (int i = 0; i < n; i++) finish(w, batch[i], errs[i], ran[i], end);
     int64_t spent = end - t0;
     w->short_tasks = spent < (int64_t)n * SHORT_TASK_NS;
-    batch_max = w->short_tasks ? TASK_BATCH : 1;
+    batch_max = 1;
+    if (w->short_tasks) {
+      int64_t avg = spent / n;
+      batch_max =
+          avg <= BATCH_NS / TASK_BATCH ? TASK_BATCH : (size_t)(BATCH_NS / avg);
+    }
   }
 }
 
@@ -1019,11 +1140,11 @@ static void *worker_main(void *arg) {
 /* What wp_pool_create allocates, and p itself (NULLs are fine). */
 static void pool_arrays_free(wp_pool *p) {
   free(p->keys);
+  free(p->results_buf);
   free(p->workers);
   free(p->heap);
   free(p->ring);
   wp__jring_free(&p->inbox);
-  wp__jring_free(&p->freeq);
   free(p->slots);
   free(p);
 }
@@ -1083,10 +1204,17 @@ int wp_pool_create(const wp_pool_config *cfg, wp_pool **out) {
     p->keys_mask = cap - 1;
     p->keys = calloc(cap, sizeof *p->keys);
   }
-  int qa = wp__jring_init(&p->freeq, bound);
+  /* A results channel: each worker buffers a batch (RESULT_BATCH with a
+   * few workers; with thousands, what their share of the bound needs). */
+  size_t rcap = bound / cfg->workers;
+  if (rcap < RESULT_BATCH_MIN) rcap = RESULT_BATCH_MIN;
+  if (rcap > RESULT_BATCH) rcap = RESULT_BATCH;
+  if (cfg->results)
+    p->results_buf = calloc((size_t)cfg->workers * rcap, sizeof(wp_result));
   int qb = wp__jring_init(&p->inbox, bound);
   if (!p->slots || !p->ring || !p->heap || !p->workers ||
-      (lim->per_key && !p->keys) || qa != 0 || qb != 0) {
+      (lim->per_key && !p->keys) || (cfg->results && !p->results_buf) ||
+      qb != 0) {
     pool_arrays_free(p);
     return WP_ENOMEM;
   }
@@ -1106,11 +1234,12 @@ int wp_pool_create(const wp_pool_config *cfg, wp_pool **out) {
 
   atomic_init(&p->submit_spin_ns, SPIN_NS);
   atomic_init(&p->submit_spin_misses, 0);
-  for (size_t i = 0; i < bound; i++) {
+  for (size_t i = bound; i-- > 0;) {
     p->slots[i].ctx = p->root;
     p->slots[i].deadline_ns = INT64_MAX;
     free_slot_locked(p, &p->slots[i]);
   }
+  atomic_init(&p->credits, bound);
   uint64_t seed = cfg->seed ? cfg->seed : (uint64_t)wp_now_ns();
 
   pthread_attr_t attr;
@@ -1126,6 +1255,10 @@ int wp_pool_create(const wp_pool_config *cfg, wp_pool **out) {
     wp_worker *w = &p->workers[i];
     w->pool = p;
     w->index = i;
+    if (p->results_buf) {
+      w->results = p->results_buf + (size_t)i * rcap;
+      w->results_cap = (unsigned)rcap;
+    }
     wp_rng_seed(&w->rng, seed + i * 0x9e3779b97f4a7c15ull);
     pthread_mutex_lock(&p->mu);
     p->live++;
@@ -1214,7 +1347,7 @@ static void submit_spin(wp_pool *p, wp_ctx *ctx, bool cancelable,
   int64_t until = wp_now_ns() + budget;
   bool found = false;
   for (unsigned i = 1;; i++) {
-    if (wp__jring_nonempty(&p->freeq)) {
+    if (atomic_load_explicit(&p->credits, memory_order_relaxed) > 0) {
       found = true;
       break;
     }
@@ -1233,33 +1366,17 @@ static void submit_spin(wp_pool *p, wp_ctx *ctx, bool cancelable,
   atomic_store_explicit(&p->submit_spin_ns, b, memory_order_relaxed);
 }
 
-static void job_init(wp_job *j, uint64_t id, void *arg, uint64_t key,
-                     unsigned attempts) {
-  j->next = NULL;
-  j->id = id;
-  j->arg = arg;
-  j->value = NULL;
-  j->err = 0;
-  j->attempts = attempts;
-  j->started_ns = 0;
-  j->deadline_ns = INT64_MAX;
-  j->key = key;
-  j->retry_after_ns = -1;
-}
-
-/* The fast path: a free slot and a push into the inbox, no lock, unless a
- * worker must be woken. WP_EAGAIN: no free slot (or a resumed retry), take
- * the slow path. */
+/* The fast path: a credit and a push into the inbox, no lock, unless a
+ * worker must be woken. WP_EAGAIN: no credit, take the slow path. */
 static int submit_fast(wp_pool *p, uint64_t id, void *arg, uint64_t key) {
   if (atomic_load_explicit(&p->stop, memory_order_acquire)) return WP_ECLOSED;
-  wp_job *j = wp__jring_pop(&p->freeq);
-  if (!j) return WP_EAGAIN;
-  job_init(j, id, arg, key, 0);
-  if (wp__jring_push(&p->inbox, j) != 0) {
-    /* Closed since we looked: the slot goes back, the job was not taken. */
+  if (!credit_take(p)) return WP_EAGAIN;
+  wp__jitem it = {id, arg, key};
+  if (wp__jring_push(&p->inbox, &it) != 0) {
+    /* Closed since we looked: the credit goes back, the job was not
+     * taken. */
     pthread_mutex_lock(&p->mu);
-    free_slot_locked(p, j);
-    if (p->space_waiters) pthread_cond_broadcast(&p->space_cv);
+    credits_give_locked(p, 1);
     pthread_mutex_unlock(&p->mu);
     return WP_ECLOSED;
   }
@@ -1293,13 +1410,13 @@ static int submit(wp_pool *p, uint64_t id, void *arg, wp_ctx *ctx, bool wait,
       rc = WP_ECLOSED;
       break;
     }
-    /* Slots are freed under mu, so an empty freeq stays empty while we hold
-     * it (submitters only take from it). */
-    wp_job *j = wp__jring_pop(&p->freeq);
-    if (j) {
-      job_init(j, id, arg, key, attempts);
+    /* Credits are given back under mu, so none comes while we hold it
+     * (submitters only take them). */
+    if (credit_take(p)) {
       /* Behind the jobs accepted before it. */
       inbox_drain_locked(p, true);
+      wp__jitem it = {id, arg, key};
+      wp_job *j = slot_get_locked(p, &it, attempts);
       if (due_ns > 0 && due_ns > wp_now_ns()) {
         /* A resumed retry: into the timer queue like any retry. */
         count_submitted_locked(p);
@@ -1468,6 +1585,7 @@ int wp_pool_shutdown_now(wp_pool *p, wp_ctx *ctx) {
       victims = next;
     }
     p->n_canceled += n;
+    atomic_fetch_add_explicit(&p->credits, n, memory_order_relaxed);
     pthread_cond_broadcast(&p->space_cv);
     pthread_mutex_unlock(&p->mu);
   }

@@ -1,9 +1,10 @@
-/* Unit tests of the lock-free pointer ring (src/core/jring.h): the pool's
- * submission inbox and free-slot list.
+/* Unit tests of the lock-free submission ring (src/core/jring.h): the
+ * pool's inbox.
  *
  * What is checked: FIFO order and wrap-around on one thread; pop on empty;
- * many producers and consumers at once with every item popped exactly once
- * and each producer's items in its order; close at a random moment while
+ * many producers and consumers at once with every item popped exactly once,
+ * whole (its three words belong together), and each producer's items in
+ * its order; close at a random moment while
  * producers push: every push that returned 0 is drained, none that returned
  * -1 is, and nothing is pushed after the close.
  *
@@ -22,36 +23,46 @@
 #include "core/jring.h"
 #include "wp_test.h"
 
-/* Items are (producer << 32 | sequence) + 1, so never NULL. */
-static void *item_of(unsigned prod, uint32_t seq) {
-  return (void *)(uintptr_t)((((uint64_t)prod << 32) | seq) + 1);
+/* An item's id is producer << 32 | sequence; its arg and key are derived
+ * from the id, so that an item torn between two pushes shows. */
+static wp__jitem item_of(unsigned prod, uint32_t seq) {
+  uint64_t id = ((uint64_t)prod << 32) | seq;
+  wp__jitem it = {id, (void *)(uintptr_t)(id * 3 + 1), ~id};
+  return it;
 }
-static unsigned prod_of(void *it) {
-  return (unsigned)(((uint64_t)(uintptr_t)it - 1) >> 32);
+static bool whole(const wp__jitem *it) {
+  return it->arg == (void *)(uintptr_t)(it->id * 3 + 1) && it->key == ~it->id;
 }
-static uint32_t seq_of(void *it) {
-  return (uint32_t)(((uint64_t)(uintptr_t)it - 1) & 0xffffffffu);
+static unsigned prod_of(const wp__jitem *it) {
+  return (unsigned)(it->id >> 32);
+}
+static uint32_t seq_of(const wp__jitem *it) {
+  return (uint32_t)(it->id & 0xffffffffu);
+}
+static int push(wp__jring *r, unsigned prod, uint32_t seq) {
+  wp__jitem it = item_of(prod, seq);
+  return wp__jring_push(r, &it);
 }
 
 TEST(jring_fifo_and_wraparound) {
   wp__jring r;
+  wp__jitem it;
   ASSERT_EQ(wp__jring_init(&r, 5), 0); /* room rounds up to 8 */
-  ASSERT(wp__jring_pop(&r) == NULL);
+  ASSERT(!wp__jring_pop(&r, &it));
   ASSERT(!wp__jring_nonempty(&r));
   uint32_t next_in = 0, next_out = 0;
   /* Vary the fill level so that every cell is reused at every phase. */
   for (unsigned round = 0; round < 1000; round++) {
     unsigned k = 1 + round % 5;
-    for (unsigned i = 0; i < k; i++)
-      ASSERT_EQ(wp__jring_push(&r, item_of(0, next_in++)), 0);
+    for (unsigned i = 0; i < k; i++) ASSERT_EQ(push(&r, 0, next_in++), 0);
     ASSERT(wp__jring_nonempty(&r));
     for (unsigned i = 0; i < k; i++) {
-      void *it = wp__jring_pop(&r);
-      ASSERT(it != NULL);
-      ASSERT_EQ(seq_of(it), next_out);
+      ASSERT(wp__jring_pop(&r, &it));
+      ASSERT(whole(&it));
+      ASSERT_EQ(seq_of(&it), next_out);
       next_out++;
     }
-    ASSERT(wp__jring_pop(&r) == NULL);
+    ASSERT(!wp__jring_pop(&r, &it));
     ASSERT(!wp__jring_nonempty(&r));
   }
   ASSERT_EQ(wp__jring_head(&r), (size_t)next_in);
@@ -60,15 +71,18 @@ TEST(jring_fifo_and_wraparound) {
 
 TEST(jring_close_ends_pushes) {
   wp__jring r;
+  wp__jitem it;
   ASSERT_EQ(wp__jring_init(&r, 4), 0);
-  ASSERT_EQ(wp__jring_push(&r, item_of(0, 0)), 0);
-  ASSERT_EQ(wp__jring_push(&r, item_of(0, 1)), 0);
+  ASSERT_EQ(push(&r, 0, 0), 0);
+  ASSERT_EQ(push(&r, 0, 1), 0);
   ASSERT_EQ(wp__jring_close(&r), (size_t)2);
-  ASSERT_EQ(wp__jring_push(&r, item_of(0, 2)), -1);
+  ASSERT_EQ(push(&r, 0, 2), -1);
   /* What was pushed before the close is still there, in order. */
-  ASSERT_EQ(seq_of(wp__jring_pop(&r)), 0u);
-  ASSERT_EQ(seq_of(wp__jring_pop(&r)), 1u);
-  ASSERT(wp__jring_pop(&r) == NULL);
+  ASSERT(wp__jring_pop(&r, &it));
+  ASSERT_EQ(seq_of(&it), 0u);
+  ASSERT(wp__jring_pop(&r, &it));
+  ASSERT_EQ(seq_of(&it), 1u);
+  ASSERT(!wp__jring_pop(&r, &it));
   ASSERT_EQ(wp__jring_close(&r), (size_t)2); /* again: the same end */
   wp__jring_free(&r);
 }
@@ -86,9 +100,8 @@ typedef struct shared {
   uint32_t pushed[NPROD]; /* pushes that returned 0 */
   uint8_t *seen;          /* [NPROD * per_prod] pops per item */
   atomic_uint bad;        /* order or identity violations */
-  /* The pool's two patterns: pushes under a lock with wp__jring_push_1
-   * (free slots), pops under a lock with wp__jring_pop_1 (the inbox). */
-  bool push_1, pop_1;
+  /* The pool's pattern: pops under a lock with wp__jring_pop_1. */
+  bool pop_1;
   pthread_mutex_t mu;
 } shared;
 
@@ -105,11 +118,7 @@ static void *producer(void *arg) {
   for (i = 0; i < s->per_prod; i++) {
     while (sem_wait(&s->room) != 0) {
     }
-    if (s->push_1) {
-      pthread_mutex_lock(&s->mu);
-      wp__jring_push_1(&s->r, item_of(a->id, i));
-      pthread_mutex_unlock(&s->mu);
-    } else if (wp__jring_push(&s->r, item_of(a->id, i)) != 0) {
+    if (push(&s->r, a->id, i) != 0) {
       sem_post(&s->room);
       break; /* closed: nothing more can go in */
     }
@@ -128,24 +137,25 @@ static void *consumer(void *arg) {
   pthread_barrier_wait(&s->go);
   unsigned spins = 0;
   for (;;) {
-    void *it;
+    wp__jitem it;
+    bool got;
     if (s->pop_1) {
       pthread_mutex_lock(&s->mu);
-      it = wp__jring_pop_1(&s->r);
+      got = wp__jring_pop_1(&s->r, &it);
       pthread_mutex_unlock(&s->mu);
     } else {
-      it = wp__jring_pop(&s->r);
+      got = wp__jring_pop(&s->r, &it);
     }
-    if (!it) {
-      if (atomic_load(&s->producing) == 0 && !wp__jring_nonempty(&s->r))
-        break;
+    if (!got) {
+      if (atomic_load(&s->producing) == 0 && !wp__jring_nonempty(&s->r)) break;
       if (atomic_load(&s->closed)) break; /* the closer drains the rest */
       wp__jring_backoff(&spins);
       continue;
     }
-    unsigned p = prod_of(it);
-    uint32_t q = seq_of(it);
-    if (p >= NPROD || q >= s->per_prod || (int64_t)q <= last[p]) {
+    unsigned p = prod_of(&it);
+    uint32_t q = seq_of(&it);
+    if (!whole(&it) || p >= NPROD || q >= s->per_prod ||
+        (int64_t)q <= last[p]) {
       atomic_fetch_add(&s->bad, 1);
     } else {
       last[p] = q;
@@ -189,22 +199,21 @@ static void start_threads(shared *s, pthread_t *pt, pthread_t *ct,
   pthread_barrier_wait(&s->go);
 }
 
-static void run_mpmc(bool push_1, bool pop_1);
+static void run_mpmc(bool pop_1);
 
-/* Every item popped exactly once, in each producer's order: lock-free on
- * both sides, and with one side serialized by a lock (push_1 / pop_1). */
+/* Every item popped exactly once, whole, in each producer's order:
+ * lock-free on both sides, and with the poppers serialized by a lock
+ * (pop_1, as the pool drains its inbox). */
 TEST(jring_mpmc_every_item_exactly_once) {
-  for (int mode = 0; mode < 3; mode++) {
-    run_mpmc(mode == 1, mode == 2);
-  }
+  run_mpmc(false);
+  run_mpmc(true);
 }
 
-static void run_mpmc(bool push_1, bool pop_1) {
+static void run_mpmc(bool pop_1) {
   shared s;
   uint32_t per = (uint32_t)(15000 * wp_test_scale());
   /* Little room: pushers and poppers meet on the same cells all the time. */
   shared_init(&s, per, 8);
-  s.push_1 = push_1;
   s.pop_1 = pop_1;
   pthread_t pt[NPROD], ct[NCONS];
   prod_arg pa[NPROD];
@@ -217,7 +226,8 @@ static void run_mpmc(bool push_1, bool pop_1) {
     for (uint32_t q = 0; q < per; q++)
       ASSERT_EQ(s.seen[(size_t)p * per + q], 1);
   }
-  ASSERT(wp__jring_pop(&s.r) == NULL);
+  wp__jitem it;
+  ASSERT(!wp__jring_pop(&s.r, &it));
   shared_destroy(&s);
 }
 
@@ -245,14 +255,14 @@ TEST(jring_close_while_pushing_drains_exactly_the_accepted) {
      * does under its lock. Producers blocked on room are freed by it. */
     unsigned bad = 0;
     while (wp__jring_head(&s.r) < end) {
-      void *it = wp__jring_pop(&s.r);
-      if (!it) {
+      wp__jitem it;
+      if (!wp__jring_pop(&s.r, &it)) {
         wp__jring_backoff(&spins);
         continue;
       }
-      unsigned p = prod_of(it);
-      uint32_t q = seq_of(it);
-      if (p >= NPROD || q >= per)
+      unsigned p = prod_of(&it);
+      uint32_t q = seq_of(&it);
+      if (!whole(&it) || p >= NPROD || q >= per)
         bad++;
       else
         s.seen[(size_t)p * per + q]++;
@@ -262,8 +272,9 @@ TEST(jring_close_while_pushing_drains_exactly_the_accepted) {
     ASSERT_EQ(bad, 0u);
     ASSERT_EQ(atomic_load(&s.bad), 0u);
     /* Nothing after the end, and nothing can be pushed now. */
-    ASSERT(wp__jring_pop(&s.r) == NULL);
-    ASSERT_EQ(wp__jring_push(&s.r, item_of(0, 0)), -1);
+    wp__jitem it;
+    ASSERT(!wp__jring_pop(&s.r, &it));
+    ASSERT_EQ(push(&s.r, 0, 0), -1);
     size_t total = 0;
     for (unsigned p = 0; p < NPROD; p++) {
       total += s.pushed[p];
