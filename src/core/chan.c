@@ -14,10 +14,16 @@
  * Waiting is the mutex's: a receiver that finds the channel empty, or a
  * sender that finds it full, takes mu, announces itself in recv_waiters /
  * send_waiters / bulk_waiters (seq_cst stores), looks at the ring once more
- * and sleeps on its condition variable. The other side publishes its cell
- * (a seq_cst store) and then reads those counts (seq_cst loads): one of the
- * two always sees the other, so a waiter is never left asleep with an item
- * or a slot there for it. The waker takes mu to signal. A waiter rechecks in
+ * and sleeps on its condition variable. Empty and full are judged by head
+ * and tail, not by the cells: the other side's claim (its CAS on tail or
+ * head, seq_cst) comes before its read of those counts (seq_cst loads), so
+ * one of the two always sees the other, and a waiter is never left asleep
+ * with an item or a slot there for it. A cell claimed and not yet copied
+ * (the count says it is there, the cell does not yet) is waited for without
+ * sleeping: it is a few instructions away. So a cell is published and
+ * handed on with plain release stores, and an operation costs one locked
+ * instruction, its claim; a batch send claims its whole run of cells with
+ * one. The waker takes mu to signal. A waiter rechecks in
  * a fixed order (receive: items, closed, context; send: closed, space,
  * context), so a waiter that was signalled never leaves an item or a slot
  * unclaimed for a context error.
@@ -80,19 +86,21 @@ struct wp_chan {
   /* next position to send into; CLOSED_BIT once closed */
   _Alignas(WP__CACHE_LINE) atomic_size_t tail;
   _Alignas(WP__CACHE_LINE) atomic_size_t head; /* next position to receive */
+  /* Read-only after creation: read by every operation, so on a line that
+   * nothing writes. */
   _Alignas(WP__CACHE_LINE) unsigned char *cells; /* cap cells of stride bytes */
   size_t item_size, cap, stride;
   size_t bulk_mark; /* free slots that wake a batch sender: max(1, cap/2) */
   /* Waiters: changed under mu, read by the other side without it. */
-  atomic_uint recv_waiters, send_waiters, bulk_waiters;
+  _Alignas(WP__CACHE_LINE) atomic_uint recv_waiters, send_waiters, bulk_waiters;
   /* A bulk wake was signalled and its sender has not run yet: receivers
    * need not lock again for it. Under mu; read without it. */
   atomic_bool bulk_woken;
-  atomic_bool closed_m;  /* closed; set under mu */
-  atomic_size_t end;     /* with closed_m: the position of the last send + 1 */
-  atomic_bool fd_mode;   /* the descriptor exists: every operation takes mu */
+  atomic_bool closed_m; /* closed; set under mu */
+  atomic_size_t end;    /* with closed_m: the position of the last send + 1 */
+  atomic_bool fd_mode;  /* the descriptor exists: every operation takes mu */
   atomic_uint spin_send, spin_recv; /* at most one spinner each way */
-  pthread_mutex_t mu;
+  _Alignas(WP__CACHE_LINE) pthread_mutex_t mu;
   pthread_cond_t not_empty, not_full, not_full_bulk;
   int fd_read, fd_write; /* -1 until wp_chan_fd */
   bool fd_ready;
@@ -106,29 +114,56 @@ static inline unsigned char *cell_item(cell *x) {
   return (unsigned char *)x + sizeof(cell);
 }
 
-/* Sends item if there is room. 0, WP_EAGAIN (full, or the receiver of the
- * last free cell is still copying out), or WP_ECLOSED. */
-static int ring_push(wp_chan *c, const void *item) {
+/* Sends up to n items (contiguous) while there is room, claiming their
+ * cells with one CAS. Returns how many were sent; 0 with *rc WP_EAGAIN
+ * (full, or the receiver of the next cell is still copying out) or
+ * WP_ECLOSED. */
+static size_t ring_push_n(wp_chan *c, const unsigned char *items, size_t n,
+                          int *rc) {
   size_t pos = atomic_load_explicit(&c->tail, memory_order_relaxed);
   for (;;) {
-    if (pos & CLOSED_BIT) return WP_ECLOSED;
-    cell *x = cell_at(c, pos);
-    size_t seq = atomic_load_explicit(&x->seq, memory_order_seq_cst);
-    ptrdiff_t dif = (ptrdiff_t)(seq - 2 * pos);
-    if (dif == 0) {
-      if (atomic_compare_exchange_weak_explicit(&c->tail, &pos, pos + 1,
+    if (pos & CLOSED_BIT) {
+      *rc = WP_ECLOSED;
+      return 0;
+    }
+    /* The run of cells free for pos, pos + 1, ...: at most n. */
+    size_t k = 0;
+    ptrdiff_t dif = 0;
+    while (k < n) {
+      cell *x = cell_at(c, pos + k);
+      size_t seq = atomic_load_explicit(&x->seq, memory_order_acquire);
+      dif = (ptrdiff_t)(seq - 2 * (pos + k));
+      if (dif != 0) break;
+      k++;
+    }
+    if (k > 0) {
+      if (atomic_compare_exchange_weak_explicit(&c->tail, &pos, pos + k,
                                                 memory_order_seq_cst,
                                                 memory_order_relaxed)) {
-        memcpy(cell_item(x), item, c->item_size);
-        atomic_store_explicit(&x->seq, 2 * pos + 1, memory_order_seq_cst);
-        return 0;
+        for (size_t i = 0; i < k; i++) {
+          cell *x = cell_at(c, pos + i);
+          memcpy(cell_item(x), items + i * c->item_size, c->item_size);
+          atomic_store_explicit(&x->seq, 2 * (pos + i) + 1,
+                                memory_order_release);
+        }
+        *rc = 0;
+        return k;
       }
     } else if (dif < 0) {
-      return WP_EAGAIN;
+      *rc = WP_EAGAIN;
+      return 0;
     } else {
       pos = atomic_load_explicit(&c->tail, memory_order_relaxed);
     }
   }
+}
+
+/* Sends item if there is room. 0, WP_EAGAIN (full, or the receiver of the
+ * last free cell is still copying out), or WP_ECLOSED. */
+static int ring_push(wp_chan *c, const void *item) {
+  int rc;
+  ring_push_n(c, item, 1, &rc);
+  return rc;
 }
 
 /* Receives the oldest item if it is there. 0, or WP_EAGAIN (empty, or its
@@ -137,7 +172,7 @@ static int ring_pop(wp_chan *c, void *item) {
   size_t pos = atomic_load_explicit(&c->head, memory_order_relaxed);
   for (;;) {
     cell *x = cell_at(c, pos);
-    size_t seq = atomic_load_explicit(&x->seq, memory_order_seq_cst);
+    size_t seq = atomic_load_explicit(&x->seq, memory_order_acquire);
     ptrdiff_t dif = (ptrdiff_t)(seq - (2 * pos + 1));
     if (dif == 0) {
       if (atomic_compare_exchange_weak_explicit(&c->head, &pos, pos + 1,
@@ -145,7 +180,7 @@ static int ring_pop(wp_chan *c, void *item) {
                                                 memory_order_relaxed)) {
         memcpy(item, cell_item(x), c->item_size);
         atomic_store_explicit(&x->seq, 2 * (pos + c->cap),
-                              memory_order_seq_cst);
+                              memory_order_release);
         return 0;
       }
     } else if (dif < 0) {
@@ -190,8 +225,7 @@ int wp_chan_create(size_t item_size, size_t capacity, wp_chan **out) {
   c->item_size = item_size;
   c->cap = capacity;
   c->stride = stride;
-  for (size_t i = 0; i < capacity; i++)
-    atomic_init(&cell_at(c, i)->seq, 2 * i);
+  for (size_t i = 0; i < capacity; i++) atomic_init(&cell_at(c, i)->seq, 2 * i);
   c->bulk_mark = capacity / 2 > 0 ? capacity / 2 : 1;
   c->fd_read = c->fd_write = -1;
   *out = c;
@@ -336,30 +370,40 @@ static bool spin(wp_chan *c, bool sending, wp_ctx *ctx) {
   return true;
 }
 
-/* One try under mu: 0 (done), WP_ECLOSED, or WP_EAGAIN (would wait). A
- * receive on a closed channel whose last sends are still copying in waits
- * for them here (they need no lock). */
-static int try_locked(wp_chan *c, bool sending, void *item) {
-  if (sending) {
-    int rc = ring_push(c, item);
-    if (rc == 0) sent_locked(c);
-    return rc;
+static void backoff(unsigned *spins) {
+  if (++*spins < 64) {
+    wp__cpu_relax();
+  } else {
+    *spins = 0;
+    sched_yield(); /* the thread still copying may need this core */
   }
+}
+
+/* One try under mu: 0 (done), WP_ECLOSED, or WP_EAGAIN (would wait: full
+ * or empty by head and tail, see the top). A cell claimed by the other side
+ * and still being copied is waited for here (it needs no lock); so are, on
+ * a closed channel, the last sends still copying in. */
+static int try_locked(wp_chan *c, bool sending, void *item) {
   unsigned spins = 0;
+  if (sending) {
+    for (;;) {
+      int rc = ring_push(c, item);
+      if (rc == 0) sent_locked(c);
+      if (rc != WP_EAGAIN || ring_len(c) >= c->cap) return rc;
+      backoff(&spins); /* a receiver is copying out the next cell */
+    }
+  }
   for (;;) {
     if (ring_pop(c, item) == 0) {
       received_locked(c);
       return 0;
     }
-    if (!atomic_load_explicit(&c->closed_m, memory_order_relaxed))
+    if (atomic_load_explicit(&c->closed_m, memory_order_relaxed)) {
+      if (drained_closed(c)) return WP_ECLOSED;
+    } else if (ring_len(c) == 0) {
       return WP_EAGAIN;
-    if (drained_closed(c)) return WP_ECLOSED;
-    if (++spins < 64) {
-      wp__cpu_relax();
-    } else {
-      spins = 0;
-      sched_yield();
     }
+    backoff(&spins); /* a sender is copying into the next cell */
   }
 }
 
@@ -462,8 +506,8 @@ int wp_chan_close(wp_chan *c) {
   if (atomic_load_explicit(&c->closed_m, memory_order_relaxed)) {
     rc = WP_ECLOSED;
   } else {
-    size_t end = atomic_fetch_or_explicit(&c->tail, CLOSED_BIT,
-                                          memory_order_seq_cst);
+    size_t end =
+        atomic_fetch_or_explicit(&c->tail, CLOSED_BIT, memory_order_seq_cst);
     atomic_store_explicit(&c->end, end & ~CLOSED_BIT, memory_order_relaxed);
     atomic_store_explicit(&c->closed_m, true, memory_order_seq_cst);
     pthread_cond_broadcast(&c->not_empty);
@@ -517,11 +561,11 @@ int wp__chan_send_all(wp_chan *c, const void *items, size_t n) {
   const unsigned char *it = items;
   int rc = 0;
   if (!fd_mode(c)) { /* lock-free while there is room; one wake check */
-    size_t sent_n = 0;
-    while (n > 0 && (rc = ring_push(c, it)) == 0) {
-      it += c->item_size;
-      n--;
-      sent_n++;
+    size_t sent_n = 0, k;
+    while (n > 0 && (k = ring_push_n(c, it, n, &rc)) > 0) {
+      it += k * c->item_size;
+      n -= k;
+      sent_n += k;
     }
     if (sent_n) sent(c);
     if (n == 0 || rc == WP_ECLOSED) return rc;
@@ -530,10 +574,11 @@ int wp__chan_send_all(wp_chan *c, const void *items, size_t n) {
   bool spun = false;
   pthread_mutex_lock(&c->mu);
   while (n > 0) {
-    int r = ring_push(c, it);
-    if (r == 0) {
-      it += c->item_size;
-      n--;
+    int r;
+    size_t k = ring_push_n(c, it, n, &r);
+    if (k > 0) {
+      it += k * c->item_size;
+      n -= k;
       continue;
     }
     if (r == WP_ECLOSED) {
