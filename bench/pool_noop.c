@@ -12,8 +12,9 @@
  *     to an atomic count and an atomic sum of IDs; or
  *   - chan: cfg.results is a wp_chan of wp_result (capacity 2 * workers, the
  *     Go peer's default buffer), drained by a collector thread that receives
- *     until WP_ECLOSED. The post's order: wp_pool_shutdown(), close the
- *     results channel, join the collector.
+ *     until WP_ECLOSED and counts in plain variables (it is the only
+ *     receiver, as the Go peer's collector goroutine). The post's order:
+ * wp_pool_shutdown(), close the results channel, join the collector.
  *
  * Timed (CLOCK_MONOTONIC): from just before the first submit (pool created,
  * workers and collector running) to the moment the last result is collected
@@ -66,8 +67,7 @@ static int noop_task(wp_ctx *ctx, wp_job *job, void *wstate) {
   return 0;
 }
 
-/* One result, from any thread: in callback mode many worker threads at once,
- * in chan mode only the collector. */
+/* One result in callback mode: from many worker threads at once. */
 static void account(bench *b, const wp_result *res) {
   if (res->err != 0)
     atomic_fetch_add_explicit(&b->bad, 1, memory_order_relaxed);
@@ -81,11 +81,22 @@ static void on_result(const wp_result *res, void *userdata) {
   account(userdata, res);
 }
 
+/* The only receiver: it counts in plain variables, as the Go peer's
+ * collector goroutine does, and publishes them when the channel closes. */
 static void *collector(void *arg) {
   bench *b = arg;
   wp_result res;
+  uint64_t count = 0, sum = 0, bad = 0;
   int rc;
-  while ((rc = wp_chan_recv(b->results, &res, NULL)) == 0) account(b, &res);
+  while ((rc = wp_chan_recv(b->results, &res, NULL)) == 0) {
+    if (res.err != 0) bad++;
+    sum += res.id;
+    if (++count == b->jobs)
+      atomic_store_explicit(&b->end_ns, now_ns(), memory_order_relaxed);
+  }
+  atomic_store(&b->count, count);
+  atomic_store(&b->sum, sum);
+  atomic_store(&b->bad, bad);
   b->recv_err = rc; /* WP_ECLOSED is the normal end */
   return NULL;
 }
