@@ -32,7 +32,7 @@
 #     (bench/peers/go-fetch -> build/bench/go-fetch, offline);
 #   - starts its own nginx (bench/lib.sh: 127.0.0.1 on a free port,
 #     worker_processes auto, keep-alive for 1,000,000 requests and 60 s, no
-#     access log, a 100-byte static file), stopped at exit;
+#     access log, open_file_cache, a 100-byte static file), stopped at exit;
 #   - writes NURLS URLs http://127.0.0.1:PORT/f.txt?i=1..NURLS (all the same
 #     file, each URL unique) to a list, and the same as a curl config;
 #   - for each worker count, REPS times, runs every peer once, rotating the
@@ -445,7 +445,8 @@ first() { head -n 1 | tr -d '\r'; }
   echo "\`$BASE?i=1\` .. \`?i=$NURLS\` (all the same"
   echo "$BODY_BYTES-byte static file, each URL unique), served by nginx on"
   echo "127.0.0.1 (worker_processes auto, keep-alive up to 1,000,000 requests"
-  echo "and 60 s, no access log) on the same machine. $REPS run(s) per peer and"
+  echo "and 60 s, no access log, open_file_cache: the file stays open) on the"
+  echo "same machine. $REPS run(s) per peer and"
   echo "worker count, peers in rotating order; each cell is the median"
   [ "$REPS" -gt 1 ] && echo "(min-max over the runs)."
   [ "$REPS" -gt 1 ] || echo "of one run."

@@ -155,8 +155,8 @@ port_in_use() {
 }
 
 # nginx_start: 127.0.0.1 on a free port, worker_processes auto, keep-alive
-# for 1,000,000 requests and 60 s, no access log, stub_status, one 100-byte
-# static file f.txt. A foreground child (daemon off), stopped at exit.
+# for 1,000,000 requests and 60 s, no access log, open_file_cache,
+# stub_status, one 100-byte static file f.txt. A foreground child (daemon off), stopped at exit.
 nginx_start() {
   NGINX=$(command -v nginx 2>/dev/null || echo /usr/sbin/nginx)
   mkdir -p "$TMP/www"
@@ -198,6 +198,12 @@ http {
   scgi_temp_path $TMP/scgi;
   keepalive_requests 1000000;
   keepalive_timeout 60s;
+  # The file stays open: no open, fstat and close per request (3 system
+  # calls instead of 6, and a system call costs ~1.2 us on this machine's
+  # virtual CPUs), so that the server takes less of the cores the clients
+  # share with it.
+  open_file_cache max=16 inactive=600s;
+  open_file_cache_valid 600s;
   default_type text/plain;
   server {
     listen 127.0.0.1:$_p backlog=4096;
