@@ -85,7 +85,7 @@
  * half the rate of 128. */
 #define TASK_BATCH 128
 #define SHORT_TASK_NS 20000
-#define BATCH_NS (16 * SHORT_TASK_NS)
+#define BATCH_NS ((int64_t)16 * SHORT_TASK_NS)
 /* With many workers, a worker takes at most its fair share of the ready
  * queue, but never less than this many (when there are that many). */
 #define FAIR_MIN 64
@@ -94,7 +94,7 @@
 #define RELEASE_BATCH TASK_BATCH
 /* Results for a results channel are sent in batches of up to this many per
  * worker (fewer with many workers: see results_cap). */
-#define RESULT_BATCH (2 * TASK_BATCH)
+#define RESULT_BATCH ((size_t)2 * TASK_BATCH)
 #define RESULT_BATCH_MIN 32
 /* How long an idle worker (at most MAX_SPINNERS at once) or a submitter at
  * the bound looks for work or space before it sleeps. */
