@@ -93,7 +93,7 @@
  * or before it sleeps): never in the middle of a batch. */
 #define RELEASE_BATCH TASK_BATCH
 /* Results for a results channel are sent in batches of up to this many per
- * worker (fewer with many workers: see results_cap). */
+ * worker (fewer with many workers: see wp_pool_create). */
 #define RESULT_BATCH ((size_t)2 * TASK_BATCH)
 #define RESULT_BATCH_MIN 32
 /* How long an idle worker (at most MAX_SPINNERS at once) or a submitter at
@@ -103,6 +103,9 @@
 /* In short-task mode, the longest a queued job waits while a worker sleeps
  * (see wake_one_locked). */
 #define LAG_NS 200000
+/* In short-task mode, how long a cap on the workers awake lasts before a
+ * time keeper tries one more again (keeper_sleeps_on). */
+#define CAP_NS 20000000
 /* In short-task mode, a worker that finds only a few jobs in the inbox
  * waits up to GATHER_NS for a batch of them (see gather_inbox). */
 #define GATHER_NS 2000
@@ -208,6 +211,13 @@ struct wp_pool {
   size_t heap_len;
   size_t taken;
   unsigned idle, wakes_pending, space_waiters;
+  /* Short-task mode: how many task workers stay awake (keeper_sleeps_on). */
+  uint64_t takes;       /* takes that returned jobs: the workers' progress */
+  unsigned awake_cap;   /* 0: no cap */
+  int64_t cap_until;    /* the cap is dropped (and probed again) then */
+  int64_t probe_ns;     /* a keeper joined to see if one more worker helps */
+  double probe_rate;    /* jobs finished per ns before it joined */
+  unsigned probe_awake; /* workers awake before it joined */
   bool keeper;     /* a sleeping task worker on a timer: retries, short mode */
   bool short_mode; /* task workers' last batch ran short tasks */
   wp_worker *armed;
@@ -514,6 +524,47 @@ static size_t move_due_locked(wp_pool *p) {
     n++;
   }
   return n;
+}
+
+static uint64_t finished_count_locked(const wp_pool *p) {
+  return p->n_ok + p->n_failed + p->n_canceled;
+}
+
+/* A time keeper in short-task mode woke on its LAG_NS timer (taken, done
+ * and t0: the workers' takes, the jobs finished and the clock when it went
+ * to sleep). Does it sleep on (true) or join the workers awake (false)?
+ *
+ * It joins if they took nothing meanwhile: one may be in a long task after
+ * all, and the jobs queued behind it must not wait. Otherwise joining is a
+ * probe: short tasks do not block, so one more worker helps only if there
+ * is a core for it, and where there is none (the submitter, the results'
+ * receiver and the workers already share the cores) it only adds lock
+ * rounds and context switches: 64 workers awake on 2 cores ran no-op jobs at
+ * half the rate of one. So the next keeper compares the rate after the
+ * probe with the rate before: not 10% better, and no keeper joins while
+ * as many workers as before the probe are awake, for CAP_NS (the extra one
+ * goes back to sleep when it next finds nothing queued), after which a
+ * keeper probes again. */
+static bool keeper_sleeps_on(wp_pool *p, uint64_t taken, uint64_t done,
+                             int64_t t0) {
+  if (p->takes == taken) return false;
+  int64_t now = wp_now_ns();
+  double rate = (double)(finished_count_locked(p) - done) /
+                (double)(now > t0 ? now - t0 : 1);
+  unsigned awake = p->nworkers - p->idle;
+  if (p->probe_ns && t0 >= p->probe_ns) { /* this window followed a probe */
+    if (rate < p->probe_rate * 1.1) {
+      p->awake_cap = p->probe_awake > 0 ? p->probe_awake : 1;
+      p->cap_until = now + CAP_NS;
+    }
+    p->probe_ns = 0;
+  }
+  if (p->awake_cap && now >= p->cap_until) p->awake_cap = 0;
+  if (p->awake_cap && awake >= p->awake_cap) return true;
+  p->probe_ns = now;
+  p->probe_rate = rate;
+  p->probe_awake = awake;
+  return false;
 }
 
 /* What wp_worker_take reports as WP_ECLOSED: shutdown began and nothing is
@@ -834,7 +885,7 @@ int wp_worker_take(wp_worker *w, wp_job **jobs, size_t max, int flags) {
     /* Sleep. One sleeper keeps the time: until the first retry is due,
      * and, in short-task mode while another worker is awake, every LAG_NS. */
     int64_t until = INT64_MAX;
-    bool keep = false;
+    bool keep = false, lag_only = false;
     if (!p->keeper) {
       if (p->heap_len > 0) {
         until = p->heap[0]->due_ns;
@@ -847,6 +898,7 @@ int wp_worker_take(wp_worker *w, wp_job **jobs, size_t max, int flags) {
       }
       if (p->short_mode && p->idle + 1 < p->nworkers) {
         int64_t lag = wp_now_ns() + LAG_NS;
+        lag_only = !keep;
         if (lag < until) until = lag;
         keep = true;
       }
@@ -870,7 +922,16 @@ int wp_worker_take(wp_worker *w, wp_job **jobs, size_t max, int flags) {
       p->keeper = true;
       want_wake_update_locked(p); /* false, if anything: always safe */
       was_keeper = true;
-      wp__cond_wait_until(&p->work_cv, &p->mu, until);
+      for (;;) {
+        uint64_t taken = p->takes, done = finished_count_locked(p);
+        int64_t t0 = wp_now_ns();
+        int wrc = wp__cond_wait_until(&p->work_cv, &p->mu, until);
+        if (wrc != ETIMEDOUT || !lag_only || p->wakes_pending > 0 ||
+            p->closed || !p->short_mode || p->heap_len > 0 ||
+            !keeper_sleeps_on(p, taken, done, t0))
+          break;
+        until = wp_now_ns() + LAG_NS;
+      }
       p->keeper = false;
     } else {
       was_keeper = false;
@@ -880,6 +941,7 @@ int wp_worker_take(wp_worker *w, wp_job **jobs, size_t max, int flags) {
     if (p->wakes_pending) p->wakes_pending--;
     want_wake_update_locked(p); /* the loop goes on to look at the inbox */
   }
+  if (rc > 0) p->takes++;
   pthread_mutex_unlock(&p->mu);
   if (rc > 0) {
     /* elapsed_ns counts from the first attempt's start (one clock read per

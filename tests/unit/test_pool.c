@@ -772,12 +772,14 @@ static int mixed_task(wp_ctx *ctx, wp_job *j, void *ws) {
 }
 
 TEST(short_task_mode_does_not_strand_jobs) {
-  /* Thousands of no-op jobs put the workers in short-task mode (batches, no
-   * wake per submit). Then one job blocks, and jobs submitted after it must
-   * still run on the other, sleeping workers: the time keeper bounds the
-   * wait. If they were stranded behind the blocked job, this test would
-   * hang (and CTest's timeout fail it). */
-  const size_t n = 20000;
+  /* A hundred thousand no-op jobs put the workers in short-task mode
+   * (batches, no wake per submit), long enough for the time keepers to
+   * probe and, finding that more workers awake do not help, to cap them
+   * (keeper_sleeps_on). Then one job blocks, and jobs submitted after it
+   * must still run on the other, sleeping workers: the time keeper joins
+   * when nobody takes, cap or not. If they were stranded behind the blocked
+   * job, this test would hang (and CTest's timeout fail it). */
+  const size_t n = 100000;
   gate g;
   gate_init(&g);
   the_gate = &g;
