@@ -92,7 +92,8 @@ struct wp_chan {
   size_t item_size, cap, stride;
   size_t bulk_mark; /* free slots that wake a batch sender: max(1, cap/2) */
   /* Waiters: changed under mu, read by the other side without it. */
-  _Alignas(WP__CACHE_LINE) atomic_uint recv_waiters, send_waiters, bulk_waiters;
+  _Alignas(WP__CACHE_LINE) atomic_uint recv_waiters;
+  atomic_uint send_waiters, bulk_waiters;
   /* A bulk wake was signalled and its sender has not run yet: receivers
    * need not lock again for it. Under mu; read without it. */
   atomic_bool bulk_woken;
@@ -293,10 +294,15 @@ static void wake_bulk_locked(wp_chan *c) {
   }
 }
 
-/* After a send (caller holds mu). */
-static void sent_locked(wp_chan *c) {
-  if (atomic_load_explicit(&c->recv_waiters, memory_order_relaxed))
-    pthread_cond_signal(&c->not_empty);
+/* After a send of n items (caller holds mu): up to n receivers may go on,
+ * and a woken receiver does not pass the wake on. */
+static void sent_locked(wp_chan *c, size_t n) {
+  if (n > 0 && atomic_load_explicit(&c->recv_waiters, memory_order_relaxed)) {
+    if (n == 1)
+      pthread_cond_signal(&c->not_empty);
+    else
+      pthread_cond_broadcast(&c->not_empty);
+  }
   fd_update(c);
 }
 
@@ -310,11 +316,11 @@ static void received_locked(wp_chan *c) {
 
 /* After a lock-free send: the lock only if a receiver sleeps (or the
  * descriptor must follow). seq_cst, paired with the waiter's (top). */
-static void sent(wp_chan *c) {
+static void sent(wp_chan *c, size_t n) {
   if (atomic_load_explicit(&c->recv_waiters, memory_order_seq_cst) ||
       atomic_load_explicit(&c->fd_mode, memory_order_seq_cst)) {
     pthread_mutex_lock(&c->mu);
-    sent_locked(c);
+    sent_locked(c, n);
     pthread_mutex_unlock(&c->mu);
   }
 }
@@ -388,7 +394,7 @@ static int try_locked(wp_chan *c, bool sending, void *item) {
   if (sending) {
     for (;;) {
       int rc = ring_push(c, item);
-      if (rc == 0) sent_locked(c);
+      if (rc == 0) sent_locked(c, 1);
       if (rc != WP_EAGAIN || ring_len(c) >= c->cap) return rc;
       backoff(&spins); /* a receiver is copying out the next cell */
     }
@@ -415,7 +421,7 @@ static int chan_op(wp_chan *c, bool sending, void *item, wp_ctx *ctx) {
   if (!fd_mode(c)) { /* lock-free while neither full nor empty */
     if (sending) {
       int rc = ring_push(c, item);
-      if (rc == 0) sent(c);
+      if (rc == 0) sent(c, 1);
       if (rc != WP_EAGAIN) return rc;
     } else if (ring_pop(c, item) == 0) {
       received(c);
@@ -474,7 +480,7 @@ int wp_chan_try_send(wp_chan *c, const void *item) {
   if (!c || !item) return WP_EINVAL;
   if (!fd_mode(c)) {
     int rc = ring_push(c, item);
-    if (rc == 0) sent(c);
+    if (rc == 0) sent(c, 1);
     return rc;
   }
   pthread_mutex_lock(&c->mu);
@@ -557,6 +563,10 @@ int wp_chan_fd(wp_chan *c, int *fd) {
   return rc;
 }
 
+size_t wp__chan_recv_waiters(wp_chan *c) {
+  return atomic_load(&c->recv_waiters);
+}
+
 int wp__chan_send_all(wp_chan *c, const void *items, size_t n) {
   const unsigned char *it = items;
   int rc = 0;
@@ -567,11 +577,12 @@ int wp__chan_send_all(wp_chan *c, const void *items, size_t n) {
       n -= k;
       sent_n += k;
     }
-    if (sent_n) sent(c);
+    if (sent_n) sent(c, sent_n);
     if (n == 0 || rc == WP_ECLOSED) return rc;
     rc = 0;
   }
   bool spun = false;
+  size_t pending = 0; /* sent since the last wake */
   pthread_mutex_lock(&c->mu);
   while (n > 0) {
     int r;
@@ -579,13 +590,15 @@ int wp__chan_send_all(wp_chan *c, const void *items, size_t n) {
     if (k > 0) {
       it += k * c->item_size;
       n -= k;
+      pending += k;
       continue;
     }
     if (r == WP_ECLOSED) {
       rc = WP_ECLOSED;
       break;
     }
-    sent_locked(c); /* what went in so far: the receiver may sleep */
+    sent_locked(c, pending); /* what went in so far: receivers may sleep */
+    pending = 0;
     if (!spun) {
       spun = true;
       if (spin(c, true, NULL)) continue;
@@ -600,7 +613,7 @@ int wp__chan_send_all(wp_chan *c, const void *items, size_t n) {
     atomic_fetch_sub_explicit(&c->bulk_waiters, 1, memory_order_relaxed);
     spun = false;
   }
-  sent_locked(c);
+  sent_locked(c, pending);
   /* Half still free: the next batch sender goes on (see the top). */
   wake_bulk_locked(c);
   pthread_mutex_unlock(&c->mu);

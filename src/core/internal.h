@@ -53,6 +53,8 @@ struct wp_chan;
  * for room as wp_chan_send(c, item, NULL) would, with one lock round while
  * room lasts. Returns 0 or WP_ECLOSED (the rest were not sent). */
 int wp__chan_send_all(struct wp_chan *c, const void *items, size_t n);
+/* Receivers announced as waiting (for tests). */
+size_t wp__chan_recv_waiters(struct wp_chan *c);
 
 /* Fields written by different threads go on different cache lines. */
 #define WP__CACHE_LINE 64

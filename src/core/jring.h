@@ -173,9 +173,10 @@ static inline size_t wp__jring_close(wp__jring *r) {
 }
 
 /* Are the n oldest items there and published? A hint for a thread that
- * waits for a batch to gather, read without the poppers' lock (n >= 1;
- * never true for n > the ring's room). */
+ * waits for a batch to gather, read without the poppers' lock (false for
+ * n == 0 or n > the ring's room). */
 static inline bool wp__jring_ready(wp__jring *r, size_t n) {
+  if (n == 0 || n > r->mask + 1) return false;
   size_t pos = atomic_load_explicit(&r->head, memory_order_relaxed) + n - 1;
   return atomic_load_explicit(&r->cells[pos & r->mask].seq,
                               memory_order_relaxed) == pos + 1;

@@ -780,7 +780,10 @@ static void gather_inbox(wp_pool *p, size_t want) {
     return;
   int64_t until = 0;
   for (unsigned i = 1;; i++) {
+    /* No credit: the submitter cannot add a job until a worker gives
+     * slots back (this one gives its own back after the gather). */
     if (!wp__jring_ready(&p->inbox, 1) || wp__jring_ready(&p->inbox, want) ||
+        atomic_load_explicit(&p->credits, memory_order_relaxed) == 0 ||
         atomic_load_explicit(&p->stop, memory_order_relaxed))
       return;
     cpu_relax();
@@ -849,10 +852,12 @@ int wp_worker_take(wp_worker *w, wp_job **jobs, size_t max, int flags) {
     int64_t now = limits_now(p);
     if (p->ring_len > 0 && !rate_blocked_locked(p, now)) {
       rc = take_locked(p, w, jobs, max, now);
-      /* Work left behind and nobody looking for it, or a time keeper that
-       * leaves: wake a sleeper (to take it, or to keep the time). */
+      /* Work left behind and nobody looking for it (in short-task mode,
+       * the time keeper looks: if there is none yet, a wake makes one,
+       * as sleeper_to_wake_locked says), or a time keeper that leaves:
+       * wake a sleeper (to take it, or to keep the time). */
       if (p->idle > p->wakes_pending &&
-          ((p->ring_len > 0 && !p->short_mode &&
+          ((p->ring_len > 0 && (!p->short_mode || !p->keeper) &&
             atomic_load_explicit(&p->spinning, memory_order_relaxed) == 0) ||
            (was_keeper && (p->heap_len > 0 || p->short_mode ||
                            (p->rate_on && p->ring_len > 0))))) {

@@ -936,6 +936,47 @@ TEST(chan_batch_send_ended_by_close_sends_a_prefix) {
   wp_chan_destroy(b.c);
 }
 
+/* A batch send into a channel with two receivers asleep wakes both: a
+ * receiver that was woken takes one item and does not pass the wake on, so
+ * a single signal would leave the second asleep with an item there (until
+ * the next send or a close, and this test sends nothing more). */
+struct batch_recv {
+  wp_chan *c;
+  uint32_t item;
+  int rc;
+};
+
+static void batch_receiver(void *p) {
+  struct batch_recv *r = p;
+  r->rc = wp_chan_recv(r->c, &r->item, NULL);
+}
+
+TEST(chan_batch_send_wakes_every_sleeping_receiver) {
+  for (int round = 0; round < 20; round++) {
+    wp_chan *c;
+    ASSERT_OK(wp_chan_create(sizeof(uint32_t), 8, &c));
+    struct batch_recv r[2] = {{c, UINT32_MAX, -1}, {c, UINT32_MAX, -1}};
+    thr t[2];
+    thr_start(&t[0], batch_receiver, &r[0]);
+    thr_start(&t[1], batch_receiver, &r[1]);
+    /* Both announced as waiting: each is asleep, or about to be under the
+     * channel's mutex (the send's wake takes it). */
+    int64_t until = wp_now_ns() + WATCHDOG_S * 1000 * MS;
+    while (wp__chan_recv_waiters(c) < 2) {
+      if (wp_now_ns() > until) WP_FAIL_("the receivers never waited");
+      sched_yield();
+    }
+    uint32_t items[2] = {7, 8};
+    ASSERT_OK(wp__chan_send_all(c, items, 2));
+    thr_join(&t[0], WATCHDOG_S, "receiver 1");
+    thr_join(&t[1], WATCHDOG_S, "receiver 2");
+    ASSERT_OK(r[0].rc);
+    ASSERT_OK(r[1].rc);
+    ASSERT_EQ(r[0].item + r[1].item, 15u);
+    wp_chan_destroy(c);
+  }
+}
+
 /* ---- the readiness descriptor ---------------------------------------------
  */
 

@@ -779,7 +779,7 @@ TEST(short_task_mode_does_not_strand_jobs) {
    * must still run on the other, sleeping workers: the time keeper joins
    * when nobody takes, cap or not. If they were stranded behind the blocked
    * job, this test would hang (and CTest's timeout fail it). */
-  const size_t n = 100000;
+  const size_t n = (size_t)(100000 * wp_test_scale());
   gate g;
   gate_init(&g);
   the_gate = &g;
