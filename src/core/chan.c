@@ -107,8 +107,13 @@ struct wp_chan {
   bool fd_ready;
 };
 
+/* The cell at index idx (< cap). */
+static inline cell *cell_ix(const wp_chan *c, size_t idx) {
+  return (cell *)(void *)(c->cells + idx * c->stride);
+}
+
 static inline cell *cell_at(const wp_chan *c, size_t pos) {
-  return (cell *)(void *)(c->cells + (pos % c->cap) * c->stride);
+  return cell_ix(c, pos % c->cap);
 }
 
 static inline unsigned char *cell_item(cell *x) {
@@ -127,25 +132,29 @@ static size_t ring_push_n(wp_chan *c, const unsigned char *items, size_t n,
       *rc = WP_ECLOSED;
       return 0;
     }
-    /* The run of cells free for pos, pos + 1, ...: at most n. */
-    size_t k = 0;
+    /* The run of cells free for pos, pos + 1, ...: at most n. One division
+     * for the run (cap need not be a power of two), then a wrapping index. */
+    size_t first = pos % c->cap, idx = first, k = 0;
     ptrdiff_t dif = 0;
     while (k < n) {
-      cell *x = cell_at(c, pos + k);
+      cell *x = cell_ix(c, idx);
       size_t seq = atomic_load_explicit(&x->seq, memory_order_acquire);
       dif = (ptrdiff_t)(seq - 2 * (pos + k));
       if (dif != 0) break;
       k++;
+      if (++idx == c->cap) idx = 0;
     }
     if (k > 0) {
       if (atomic_compare_exchange_weak_explicit(&c->tail, &pos, pos + k,
                                                 memory_order_seq_cst,
                                                 memory_order_relaxed)) {
+        idx = first;
         for (size_t i = 0; i < k; i++) {
-          cell *x = cell_at(c, pos + i);
+          cell *x = cell_ix(c, idx);
           memcpy(cell_item(x), items + i * c->item_size, c->item_size);
           atomic_store_explicit(&x->seq, 2 * (pos + i) + 1,
                                 memory_order_release);
+          if (++idx == c->cap) idx = 0;
         }
         *rc = 0;
         return k;
@@ -376,15 +385,6 @@ static bool spin(wp_chan *c, bool sending, wp_ctx *ctx) {
   return true;
 }
 
-static void backoff(unsigned *spins) {
-  if (++*spins < 64) {
-    wp__cpu_relax();
-  } else {
-    *spins = 0;
-    sched_yield(); /* the thread still copying may need this core */
-  }
-}
-
 /* One try under mu: 0 (done), WP_ECLOSED, or WP_EAGAIN (would wait: full
  * or empty by head and tail, see the top). A cell claimed by the other side
  * and still being copied is waited for here (it needs no lock); so are, on
@@ -396,7 +396,7 @@ static int try_locked(wp_chan *c, bool sending, void *item) {
       int rc = ring_push(c, item);
       if (rc == 0) sent_locked(c, 1);
       if (rc != WP_EAGAIN || ring_len(c) >= c->cap) return rc;
-      backoff(&spins); /* a receiver is copying out the next cell */
+      wp__backoff(&spins); /* a receiver is copying out the next cell */
     }
   }
   for (;;) {
@@ -409,7 +409,7 @@ static int try_locked(wp_chan *c, bool sending, void *item) {
     } else if (ring_len(c) == 0) {
       return WP_EAGAIN;
     }
-    backoff(&spins); /* a sender is copying into the next cell */
+    wp__backoff(&spins); /* a sender is copying into the next cell */
   }
 }
 

@@ -4,6 +4,7 @@
 #define WPOOL_CORE_INTERNAL_H
 
 #include <pthread.h>
+#include <sched.h>
 #include <stddef.h>
 #include <signal.h>
 #include <stdint.h>
@@ -32,6 +33,18 @@ static inline void wp__cpu_relax(void) {
 #elif defined(__aarch64__)
   __asm__ volatile("yield" ::: "memory");
 #endif
+}
+
+/* Waiting for another thread that is a few instructions from done (a ring
+ * cell claimed and still being copied): pause, and every 64th time yield,
+ * since that thread may need this core. */
+static inline void wp__backoff(unsigned *spins) {
+  if (++*spins < 64) {
+    wp__cpu_relax();
+  } else {
+    *spins = 0;
+    sched_yield();
+  }
 }
 
 /* Asks for the cache line at addr in exclusive state ahead of a store (or

@@ -69,15 +69,6 @@ typedef struct wp__jring {
 int wp__jring_init(wp__jring *r, size_t n);
 void wp__jring_free(wp__jring *r);
 
-static inline void wp__jring_backoff(unsigned *spins) {
-  if (++*spins < 64) {
-    wp__cpu_relax();
-  } else {
-    *spins = 0;
-    sched_yield();
-  }
-}
-
 /* How far ahead of its position a push or a pop asks for the cell's cache
  * line (wp__prefetch_w): far enough that the line has arrived when the
  * operation gets there (a transfer between cores takes ~100 ns here). */
@@ -108,7 +99,7 @@ static inline int wp__jring_push(wp__jring *r, const wp__jitem *item) {
       }
       /* pos was reloaded by the failed CAS */
     } else if ((ptrdiff_t)(seq - pos) < 0) {
-      wp__jring_backoff(&spins); /* the cell's last popper is not done */
+      wp__backoff(&spins); /* the cell's last popper is not done */
       pos = atomic_load_explicit(&r->tail, memory_order_relaxed);
     } else {
       pos = atomic_load_explicit(&r->tail, memory_order_relaxed);

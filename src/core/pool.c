@@ -111,14 +111,6 @@
 #define GATHER_NS 2000
 #define GATHER_MIN 16 /* a smaller batch is not worth waiting for */
 
-static inline void cpu_relax(void) {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#elif defined(__aarch64__)
-  __asm__ volatile("yield" ::: "memory");
-#endif
-}
-
 struct wp_job {
   uint64_t id;
   void *arg;
@@ -164,8 +156,8 @@ struct wp_worker {
   unsigned done_by[3];
   unsigned not_started; /* taken, then finished canceled without running */
   bool short_tasks; /* task workers: its last batch averaged < SHORT_TASK_NS */
-  wp_result *results; /* for the results channel: results_cap of them */
-  unsigned nresults, results_cap;
+  wp_result *results; /* for the results channel: the pool's results_cap */
+  unsigned nresults;
   wp_rng rng;
   wp_job *expired; /* taken past their deadline: deliver, then done */
   int64_t take_ns; /* the clock at its last take that returned jobs */
@@ -233,6 +225,7 @@ struct wp_pool {
   wp_worker *workers;
   unsigned nworkers;
   wp_result *results_buf; /* the workers' results buffers, one allocation */
+  unsigned results_cap;   /* each worker's share of it */
   /* Limits (all under mu). */
   bool rate_on;
   wp_bucket bucket;
@@ -510,7 +503,7 @@ static void inbox_close_locked(wp_pool *p) {
     if (wp__jring_pop_1(&p->inbox, &it))
       accept_locked(p, slot_get_locked(p, &it, 0), false);
     else
-      wp__jring_backoff(&spins);
+      wp__backoff(&spins);
   }
 }
 
@@ -674,7 +667,7 @@ static void deliver(wp_pool *p, wp_worker *w, wp_job *j, int64_t now) {
     (void)wp_chan_send(p->cfg.results, &r, NULL);
   } else {
     w->results[w->nresults++] = r;
-    if (w->nresults == w->results_cap) flush_results(p, w);
+    if (w->nresults == p->results_cap) flush_results(p, w);
   }
 }
 
@@ -786,7 +779,7 @@ static void gather_inbox(wp_pool *p, size_t want) {
         atomic_load_explicit(&p->credits, memory_order_relaxed) == 0 ||
         atomic_load_explicit(&p->stop, memory_order_relaxed))
       return;
-    cpu_relax();
+    wp__cpu_relax();
     if ((i & 7) == 0) {
       int64_t now = wp_now_ns();
       if (until == 0)
@@ -817,7 +810,7 @@ static bool spin_for_work(wp_pool *p, size_t want) {
       gather_inbox(p, want);
       break;
     }
-    cpu_relax();
+    wp__cpu_relax();
     if ((i & 63) == 0) {
       if (wp_now_ns() > until) break;
       sched_yield(); /* two threads on one core: let the other run */
@@ -852,12 +845,12 @@ int wp_worker_take(wp_worker *w, wp_job **jobs, size_t max, int flags) {
     int64_t now = limits_now(p);
     if (p->ring_len > 0 && !rate_blocked_locked(p, now)) {
       rc = take_locked(p, w, jobs, max, now);
-      /* Work left behind and nobody looking for it (in short-task mode,
-       * the time keeper looks: if there is none yet, a wake makes one,
-       * as sleeper_to_wake_locked says), or a time keeper that leaves:
-       * wake a sleeper (to take it, or to keep the time). */
+      /* Work left behind and nobody looking for it (sleeper_to_wake_locked:
+       * in short-task mode the time keeper looks, and if there is none
+       * yet, a wake makes one), or a time keeper that leaves: wake a
+       * sleeper (to take it, or to keep the time). */
       if (p->idle > p->wakes_pending &&
-          ((p->ring_len > 0 && (!p->short_mode || !p->keeper) &&
+          ((p->ring_len > 0 && sleeper_to_wake_locked(p) &&
             atomic_load_explicit(&p->spinning, memory_order_relaxed) == 0) ||
            (was_keeper && (p->heap_len > 0 || p->short_mode ||
                            (p->rate_on && p->ring_len > 0))))) {
@@ -918,7 +911,7 @@ int wp_worker_take(wp_worker *w, wp_job **jobs, size_t max, int flags) {
       want_wake_update_locked(p);
       if (p->ring_len == 0) { /* a push still copying: let it finish */
         pthread_mutex_unlock(&p->mu);
-        wp__jring_backoff(&late_spins);
+        wp__backoff(&late_spins);
         pthread_mutex_lock(&p->mu);
       }
       continue;
@@ -1276,6 +1269,7 @@ int wp_pool_create(const wp_pool_config *cfg, wp_pool **out) {
   size_t rcap = bound / cfg->workers;
   if (rcap < RESULT_BATCH_MIN) rcap = RESULT_BATCH_MIN;
   if (rcap > RESULT_BATCH) rcap = RESULT_BATCH;
+  p->results_cap = (unsigned)rcap;
   if (cfg->results)
     p->results_buf = calloc((size_t)cfg->workers * rcap, sizeof(wp_result));
   int qb = wp__jring_init(&p->inbox, bound);
@@ -1322,10 +1316,7 @@ int wp_pool_create(const wp_pool_config *cfg, wp_pool **out) {
     wp_worker *w = &p->workers[i];
     w->pool = p;
     w->index = i;
-    if (p->results_buf) {
-      w->results = p->results_buf + (size_t)i * rcap;
-      w->results_cap = (unsigned)rcap;
-    }
+    if (p->results_buf) w->results = p->results_buf + (size_t)i * rcap;
     wp_rng_seed(&w->rng, seed + i * 0x9e3779b97f4a7c15ull);
     pthread_mutex_lock(&p->mu);
     p->live++;
@@ -1421,7 +1412,7 @@ static void submit_spin(wp_pool *p, wp_ctx *ctx, bool cancelable,
     if (atomic_load_explicit(&p->stop, memory_order_relaxed) ||
         (cancelable && wp_ctx_err(ctx)))
       return;
-    cpu_relax();
+    wp__cpu_relax();
     if ((i & 63) == 0) {
       if (wp_now_ns() > until) break;
       sched_yield();
@@ -1652,8 +1643,7 @@ int wp_pool_shutdown_now(wp_pool *p, wp_ctx *ctx) {
       victims = next;
     }
     p->n_canceled += n;
-    atomic_fetch_add_explicit(&p->credits, n, memory_order_relaxed);
-    pthread_cond_broadcast(&p->space_cv);
+    credits_give_locked(p, n);
     pthread_mutex_unlock(&p->mu);
   }
   return wait_and_join(p, ctx);

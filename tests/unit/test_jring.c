@@ -149,7 +149,7 @@ static void *consumer(void *arg) {
     if (!got) {
       if (atomic_load(&s->producing) == 0 && !wp__jring_nonempty(&s->r)) break;
       if (atomic_load(&s->closed)) break; /* the closer drains the rest */
-      wp__jring_backoff(&spins);
+      wp__backoff(&spins);
       continue;
     }
     unsigned p = prod_of(&it);
@@ -247,7 +247,7 @@ TEST(jring_close_while_pushing_drains_exactly_the_accepted) {
     size_t after = (size_t)(rand_r(&seed) % (NPROD * 2000u));
     unsigned spins = 0;
     while (wp__jring_head(&s.r) < after && atomic_load(&s.producing) > 0)
-      wp__jring_backoff(&spins);
+      wp__backoff(&spins);
     size_t end = wp__jring_close(&s.r);
     atomic_store(&s.closed, true);
     for (unsigned i = 0; i < NCONS; i++) pthread_join(ct[i], NULL);
@@ -257,7 +257,7 @@ TEST(jring_close_while_pushing_drains_exactly_the_accepted) {
     while (wp__jring_head(&s.r) < end) {
       wp__jitem it;
       if (!wp__jring_pop(&s.r, &it)) {
-        wp__jring_backoff(&spins);
+        wp__backoff(&spins);
         continue;
       }
       unsigned p = prod_of(&it);

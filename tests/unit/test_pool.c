@@ -347,6 +347,69 @@ TEST(backpressure_bound_holds) {
   gate_free(&g);
 }
 
+/* The bound with submitters racing on the lock-free path: four threads
+ * try-submit at once until refused, while the two workers hold their first
+ * jobs. Exactly bound jobs get in, however the credits race. */
+typedef struct racer {
+  wp_pool *p;
+  pthread_barrier_t *go;
+  uint64_t first_id;
+  size_t accepted;
+} racer;
+
+static void *race_submit(void *arg) {
+  racer *r = arg;
+  pthread_barrier_wait(r->go);
+  for (uint64_t id = r->first_id;; id++) {
+    int rc = wp_pool_try_submit(r->p, id, NULL);
+    if (rc == WP_EAGAIN) break;
+    ASSERT_OK(rc);
+    r->accepted++;
+  }
+  return NULL;
+}
+
+TEST(backpressure_bound_holds_with_racing_submitters) {
+  const size_t bound = 8;
+  gate g;
+  gate_init(&g);
+  the_gate = &g;
+  rec r;
+  rec_init(&r, 4 * 100 + 1);
+  wp_pool *p = make_pool(2, bound, gated_task, &r);
+  pthread_barrier_t go;
+  pthread_barrier_init(&go, NULL, 5);
+  racer rs[4];
+  pthread_t t[4];
+  for (int i = 0; i < 4; i++) {
+    rs[i] = (racer){p, &go, (uint64_t)i * 100 + 1, 0};
+    ASSERT_EQ(pthread_create(&t[i], NULL, race_submit, &rs[i]), 0);
+  }
+  pthread_barrier_wait(&go);
+  size_t total = 0;
+  for (int i = 0; i < 4; i++) {
+    pthread_join(t[i], NULL);
+    total += rs[i].accepted;
+  }
+  ASSERT_EQ(total, bound);
+  sem_wait_n(&g.started, 2);
+  wp_pool_stats st;
+  wp_pool_stats_get(p, &st);
+  ASSERT_EQ(st.queued + st.running + st.waiting, bound);
+  wp_ctx_cancel(g.open);
+  ASSERT_OK(wp_pool_shutdown(p, NULL));
+  size_t results = 0;
+  for (size_t i = 1; i <= 4 * 100; i++) {
+    ASSERT(atomic_load(&r.count[i]) <= 1);
+    results += (size_t)atomic_load(&r.count[i]);
+  }
+  ASSERT_EQ(results, bound);
+  wp_pool_destroy(p);
+  pthread_barrier_destroy(&go);
+  rec_free(&r);
+  gate_free(&g);
+}
+
 TEST(blocked_submitter_woken_by_its_context) {
   gate g;
   gate_init(&g);
