@@ -133,6 +133,24 @@ def test_retry_after_seconds_and_date_and_cap():
         check(s.stats()["retry_after"]["off"]["gaps_ms"][0] < 10000, "gap with the header ignored")
 
 
+def _wait_retries_waiting(bg, log, n):
+    """Waits until n jobs of the run bg (started with --metrics 0 and a
+    JSON --log-file log) wait out a retry backoff in the pool's timer queue
+    (the metric wpool_retry_waiting), or the run ended. The server having
+    seen the first attempts is not enough: a response the client has not
+    read yet ends its job with that response when the run is canceled."""
+    port = obs.metrics_port(log)
+
+    def waiting():
+        try:
+            text = obs.scrape(port)
+        except OSError:  # it ended (and its metrics with it)
+            return bg.proc.poll() is not None
+        return (obs.metric(obs.parse_exposition(text), "wpool_retry_waiting") == n
+                or bg.proc.poll() is not None)
+    wait_until(waiting, 30 * h.SLOW, "%d retries to wait in the timer queue" % n)
+
+
 def test_retry_after_max_defaults_to_60s():
     """The default --retry-after-max is 60 s, pinned without waiting it
     out by --job-timeout: a Retry-After of an hour, capped to 60 s, fits a
@@ -145,16 +163,7 @@ def test_retry_after_max_defaults_to_60s():
         f = write_file([s.url("/retry-after/3600?key=def")], dir=d)
         bg = Background(["-f", "jsonl", "-r", "1", "--job-timeout", "65s", "--metrics", "0",
                          "--log-format", "json", "--log-file", log, f])
-        port = obs.metrics_port(log)
-
-        def waiting():
-            try:
-                text = obs.scrape(port)
-            except OSError:  # it ended (and its metrics with it)
-                return bg.proc.poll() is not None
-            return (obs.metric(obs.parse_exposition(text), "wpool_retry_waiting") == 1
-                    or bg.proc.poll() is not None)
-        wait_until(waiting, 30 * h.SLOW, "the retry to wait in the timer queue")
+        _wait_retries_waiting(bg, log, 1)
         if bg.proc.poll() is not None:
             fail("the job ended without waiting for its retry (Retry-After not capped at "
                  "60 s by default?): %r" % bg.finish(5))
@@ -304,17 +313,18 @@ def test_per_host_hanging_host_does_not_block_others():
 
 def test_second_sigint_during_backoff_ends_waits_at_once():
     """20 URLs that fail (503) and wait an hour before their retry
-    (--backoff 1h,1h): once the server has seen the 20 first attempts and
-    the first SIGINT is taken, the second SIGINT ends the run at once
+    (--backoff 1h,1h): once the 20 wait in the timer queue (the metrics
+    say so) and the first SIGINT is taken, the second SIGINT ends the run at once
     (within 5 s, generous): each job exactly one result, 'canceled', with
     its 1 attempt; the summary counts 20 jobs, not more."""
     with Server() as s:
         urls = [s.url("/status/503?i=%d" % i) for i in range(20)]
         with tempfile.TemporaryDirectory(prefix="wpool-it-") as d:
             f = write_file(urls, dir=d)
-            bg = Background(["-f", "jsonl", "-w", "8", "-r", "3", "--backoff", "1h,1h", f])
-            wait_until(lambda: s.stats()["total_requests"] >= 20 or bg.proc.poll() is not None,
-                       30 * h.SLOW, "20 first attempts")
+            log = os.path.join(d, "log")
+            bg = Background(["-f", "jsonl", "-w", "8", "-r", "3", "--backoff", "1h,1h",
+                             "--metrics", "0", "--log-format", "json", "--log-file", log, f])
+            _wait_retries_waiting(bg, log, 20)
             if bg.proc.poll() is not None:
                 fail("wpool ended early: %r" % bg.finish(5))
             bg.signal(signal.SIGINT)
