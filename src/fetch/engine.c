@@ -91,6 +91,9 @@ struct wp__fetch {
   wp_pool *pool;
   struct curl_slist *headers;
   char *user_agent;
+  /* No proxy variable in the environment: every transfer is told so, and
+   * libcurl skips its five getenv() calls per transfer (see proxy_env). */
+  bool no_proxy_env;
   unsigned nloops;
   loop *loops;
   /* wpool_http_responses_total{code}, registered at a code's first sight. */
@@ -289,6 +292,10 @@ static int easy_setup(loop *lp, CURL *e, xfer *x) {
     SET(CURLOPT_HTTPHEADER, lp->f->headers);
   }
   SET(CURLOPT_USERAGENT, lp->f->user_agent);
+  if (lp->f->no_proxy_env) {
+    SET(CURLOPT_PROXY, "");   /* no proxy: no detection from the env */
+    SET(CURLOPT_NOPROXY, ""); /* nor a look for no_proxy */
+  }
   if (c->max_body) SET(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)c->max_body);
   SET(CURLOPT_ERRORBUFFER, x->errbuf);
   SET(CURLOPT_PRIVATE, x);
@@ -736,6 +743,22 @@ int wp__fetch_retryable(int err, void *userdata) {
   return 0;
 }
 
+/* Whether the environment names a proxy libcurl would use for an http or
+ * https URL: "http_proxy" (never HTTP_PROXY: CGI sets that from a request
+ * header), "https_proxy" or "HTTPS_PROXY", "all_proxy" or "ALL_PROXY".
+ * libcurl reads them (and no_proxy) at every transfer; the environment of a
+ * running process does not change from outside, so reading them once
+ * changes nothing but the cost. */
+static bool proxy_env(void) {
+  static const char *const vars[] = {"http_proxy", "https_proxy", "HTTPS_PROXY",
+                                     "all_proxy", "ALL_PROXY"};
+  for (size_t i = 0; i < sizeof vars / sizeof vars[0]; i++) {
+    const char *v = getenv(vars[i]);
+    if (v && *v) return true;
+  }
+  return false;
+}
+
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
 static CURLcode curl_init_rc;
 static void curl_init(void) {
@@ -768,6 +791,7 @@ int wp__fetch_create(const wp__fetch_config *cfg, wp__fetch **out, char *errbuf,
   char ua[64];
   snprintf(ua, sizeof ua, "wpool/%s", WPOOL_VERSION);
   f->user_agent = strdup(cfg->user_agent ? cfg->user_agent : ua);
+  f->no_proxy_env = !proxy_env();
   int rc = WP_ENOMEM;
   if (!f->loops || !f->user_agent) goto fail;
   for (size_t i = 0; i < cfg->nheaders; i++) {

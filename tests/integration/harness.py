@@ -235,10 +235,19 @@ def lines_bytes(lines):
     return b"".join((l if isinstance(l, bytes) else l.encode()) + b"\n" for l in lines)
 
 
-def run_wpool(args, stdin=None, timeout=60, sanitizer_check=True):
+def run_wpool(args, stdin=None, timeout=60, sanitizer_check=True, env=None):
     """Runs `wpool fetch ARGS` to completion. stdin: bytes to feed, a file
-    object, or None (empty). Kills it and fails after timeout*SLOW s."""
+    object, or None (empty). env: variables to set (a value None unsets).
+    Kills it and fails after timeout*SLOW s."""
     args = [str(a) for a in args]
+    penv = None
+    if env:
+        penv = dict(os.environ)
+        for k, v in env.items():
+            if v is None:
+                penv.pop(k, None)
+            else:
+                penv[k] = v
     if isinstance(stdin, (bytes, bytearray)):
         sin, data = subprocess.PIPE, bytes(stdin)
     elif stdin is None:
@@ -247,7 +256,7 @@ def run_wpool(args, stdin=None, timeout=60, sanitizer_check=True):
         sin, data = stdin, None
     t0 = time.monotonic()
     p = subprocess.Popen([WPOOL, "fetch"] + args, stdin=sin, stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, start_new_session=True)
+                         stderr=subprocess.PIPE, start_new_session=True, env=penv)
     try:
         out, err = p.communicate(data, timeout=timeout * SLOW)
     except subprocess.TimeoutExpired:

@@ -346,6 +346,43 @@ def test_option_header_and_user_agent_reach_the_server():
            "hosts seen by the server with -H 'Host: wpool-vhost.test'")
 
 
+_PROXY_VARS = ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy",
+               "ALL_PROXY", "no_proxy", "NO_PROXY")
+
+
+def test_proxy_from_the_environment():
+    """The proxy variables libcurl reads are honoured (wpool reads them once
+    at the start, and tells libcurl "no proxy" when none is set): with
+    http_proxy or all_proxy naming the test server, a URL whose host does
+    not resolve reaches the server as a proxy request (its Host header is
+    the URL's host); no_proxy exempts the host again, and then the name
+    does not resolve; HTTP_PROXY (upper case, which CGI sets from a request
+    header) is ignored, as libcurl ignores it."""
+    with Server() as s:
+        url = "http://wpool-proxied.invalid/ok"
+        proxy = "http://127.0.0.1:%d" % s.port
+        clean = {k: None for k in _PROXY_VARS}
+
+        def run(**env):
+            e = dict(clean)
+            e.update(env)
+            s.reset_stats()
+            r = run_wpool(["-f", "jsonl", "-r", "0"], stdin=lines_bytes([url]), env=e)
+            return r, _jsonl(r, 1)[1], s.stats()["max_concurrent_by_host"]
+
+        for var in ("http_proxy", "all_proxy", "ALL_PROXY"):
+            r, d, hosts = run(**{var: proxy})
+            eq(hosts, {"wpool-proxied.invalid": 1}, "hosts the server saw with %s" % var)
+            check(d["status"] is not None, "%s: the server answered: %r" % (var, d))
+        for var in ("no_proxy", "NO_PROXY"):
+            r, d, hosts = run(http_proxy=proxy, **{var: "wpool-proxied.invalid"})
+            eq(hosts, {}, "hosts the server saw with %s" % var)
+            eq((d["status"], d["ok"]), (None, False), "%s: fetched directly: %r" % (var, d))
+        r, d, hosts = run(HTTP_PROXY=proxy)
+        eq(hosts, {}, "hosts the server saw with HTTP_PROXY only")
+        eq((d["status"], d["ok"]), (None, False), "HTTP_PROXY only: %r" % d)
+
+
 def test_option_output_file():
     """-o FILE: the results go to FILE, stdout stays empty, the summary stays
     on stderr."""
