@@ -510,6 +510,12 @@ typedef struct job {
   char url[]; /* NUL-terminated; may hold NULs (url_len) */
 } job;
 
+/* A job and its error message (see wp__fetch_req). */
+static void job_free(job *j) {
+  free(j->req.error);
+  free(j);
+}
+
 typedef struct run {
   options *o;
   wp__fetch *engine;
@@ -605,7 +611,7 @@ static void emit_locked(const wp_result *res) {
       pthread_kill(R.controller, SIGUSR2);
     }
   }
-  free(j);
+  job_free(j);
 }
 
 static void stop_reading(void);
@@ -620,7 +626,7 @@ static void make_outrec(const wp_result *res, const job *j, wp__outrec *rec_) {
     rec.status = j->req.status > 0 ? j->req.status : -1;
     rec.error = NULL;
     if (res->err != 0)
-      rec.error = j->req.error[0] ? j->req.error : wp_strerror(res->err);
+      rec.error = j->req.error ? j->req.error : wp_strerror(res->err);
     if (res->err == WP_ECANCELED) rec.error = "canceled";
     rec.attempts = res->attempts;
     rec.elapsed_ms = (double)res->elapsed_ns / 1e6;
@@ -740,10 +746,10 @@ static void state_commit(void *token, bool committed, const char *err,
   if (R.o->ordered) {
     wp_result skip = j->res;
     skip.arg = NULL;
-    free(j);
+    job_free(j);
     output_result(&skip);
   } else {
-    free(j);
+    job_free(j);
   }
   if (first) pthread_kill(R.controller, SIGUSR2); /* stop the run */
 }
@@ -752,7 +758,7 @@ static void state_commit(void *token, bool committed, const char *err,
  * (err WP__FETCH_EBADLINE, no attempt), or a line whose submit was refused
  * because the run is being cancelled (WP_ECANCELED). */
 static void emit_direct(uint64_t id, job *j, int err, const char *why) {
-  snprintf(j->req.error, sizeof j->req.error, "%s", why);
+  wp__fetch_req_error(&j->req, "%s", why);
   j->req.status = -1;
   wp_result res;
   memset(&res, 0, sizeof res);
@@ -844,7 +850,7 @@ static void *producer(void *arg) {
         else
           snprintf(R.input_errmsg, sizeof R.input_errmsg, "%s", err);
         R.input_error = 1;
-        free(j);
+        job_free(j);
         break;
       }
       if (st == WP__STATE_DONE) {
@@ -855,7 +861,7 @@ static void *producer(void *arg) {
           skip.id = id;
           output_result(&skip);
         }
-        free(j);
+        job_free(j);
         continue;
       }
       if (st == WP__STATE_RETRY) {
@@ -1524,7 +1530,7 @@ static void *work_make_arg(const wp__qjob *qj, void *userdata) {
 
 static void work_free_arg(void *arg, void *userdata) {
   (void)userdata;
-  free(arg);
+  job_free(arg);
 }
 
 static void work_result(const wp_result *res) {
@@ -1535,9 +1541,9 @@ static void work_result(const wp_result *res) {
   q.attempts = j->qattempts;
   q.err = res->err;
   q.status = j->req.status > 0 ? j->req.status : -1;
-  q.error = j->req.error[0] ? j->req.error
-            : res->err      ? wp_strerror(res->err)
-                            : NULL;
+  q.error = j->req.error ? j->req.error
+            : res->err   ? wp_strerror(res->err)
+                         : NULL;
   q.elapsed_ms = (double)res->elapsed_ns / 1e6;
   q.bytes = j->req.bytes;
   /* The engine read the response's Retry-After (capped by
@@ -1555,7 +1561,7 @@ static void work_result(const wp_result *res) {
   count_locked(res, j);
   pthread_mutex_unlock(&R.out_mu);
   atomic_fetch_add(&R.done, 1);
-  free(j);
+  job_free(j);
 }
 
 static int cmd_work(int argc, char **argv) {

@@ -322,7 +322,7 @@ void wp__obs_result(wp__obs *ob, const wp_result *res, const wp__fetch_req *req,
   if (res->err == WP_ECANCELED)
     error = "canceled";
   else if (res->err != 0)
-    error = req->error[0] ? req->error : wp_strerror(res->err);
+    error = req->error ? req->error : wp_strerror(res->err);
   const char *outcome = res->err == 0              ? "ok"
                         : res->err == WP_ECANCELED ? "canceled"
                                                    : "failed";

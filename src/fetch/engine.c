@@ -26,6 +26,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -317,6 +318,16 @@ static uint64_t loop_rand(loop *lp) { /* splitmix64 */
   return z ^ (z >> 31);
 }
 
+void wp__fetch_req_error(wp__fetch_req *req, const char *fmt, ...) {
+  char b[WP__FETCH_ERRLEN];
+  va_list ap;
+  va_start(ap, fmt);
+  int n = vsnprintf(b, sizeof b, fmt, ap);
+  va_end(ap);
+  free(req->error);
+  req->error = n < 0 ? NULL : strdup(b);
+}
+
 /* An attempt begins: its span ID (never all zero) and the start hook. */
 static void attempt_begin(loop *lp, wp_job *job, wp__fetch_attempt *a) {
   const wp__fetch_config *c = &lp->f->cfg;
@@ -371,7 +382,7 @@ static void attempt_end(loop *lp, wp__fetch_attempt *a, int err) {
 static void fail_job(loop *lp, wp_job *job, wp__fetch_attempt *a, int err,
                      const char *msg) {
   wp__fetch_req *req = wp_job_arg(job);
-  snprintf(req->error, sizeof req->error, "%s", msg);
+  wp__fetch_req_error(req, "%s", msg);
   attempt_end(lp, a, err);
   wp_worker_finish(lp->w, job, err);
 }
@@ -395,7 +406,8 @@ static void start(loop *lp, wp_job *job) {
   attempt_begin(lp, job, &a);
   req->status = -1;
   req->bytes = 0;
-  req->error[0] = '\0';
+  free(req->error);
+  req->error = NULL;
   req->retry_after_ns = -1;
   if (req->bad) {
     fail_job(lp, job, &a, WP__FETCH_EBADLINE, req->bad);
@@ -470,21 +482,20 @@ static void complete(loop *lp, xfer *x, CURLcode code) {
   req->bytes = x->bytes;
   int err = 0;
   if (x->too_big || code == CURLE_FILESIZE_EXCEEDED) {
-    snprintf(req->error, sizeof req->error,
-             "body exceeds --max-body (%" PRIu64 " bytes)",
-             lp->f->cfg.max_body);
+    wp__fetch_req_error(req, "body exceeds --max-body (%" PRIu64 " bytes)",
+                        lp->f->cfg.max_body);
     err = WP__FETCH_EBODY;
   } else if (code != CURLE_OK) {
     const char *msg = x->errbuf[0] ? x->errbuf : curl_easy_strerror(code);
     if (code == CURLE_OPERATION_TIMEDOUT && wp_job_deadline(job) != INT64_MAX &&
         wp_now_ns() >= wp_job_deadline(job) - 1000000)
-      snprintf(req->error, sizeof req->error, "job timeout: %.200s", msg);
+      wp__fetch_req_error(req, "job timeout: %.200s", msg);
     else
-      snprintf(req->error, sizeof req->error, "%s", msg);
+      wp__fetch_req_error(req, "%s", msg);
     err = WP__FETCH_ECURL + (int)code;
   } else if (status >= 400) {
-    snprintf(req->error, sizeof req->error, "HTTP %ld %s", status,
-             wp__http_reason((int)status));
+    wp__fetch_req_error(req, "HTTP %ld %s", status,
+                        wp__http_reason((int)status));
     err = WP__FETCH_EHTTP + (int)status;
   }
   if (err != 0 && status >= 400) retry_after(lp, x, job);
@@ -514,7 +525,7 @@ static void cancel_all(loop *lp) {
     wp__fetch_req *req = x->req;
     curl_multi_remove_handle(lp->multi, x->easy);
     req->bytes = x->bytes;
-    snprintf(req->error, sizeof req->error, "canceled");
+    wp__fetch_req_error(req, "canceled");
     attempt_end(lp, &x->at, WP_ECANCELED);
     release_slot(lp, x);
     wp_worker_finish(lp->w, job, WP_ECANCELED);

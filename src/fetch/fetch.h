@@ -21,6 +21,7 @@
 
 #include "wpool/pool.h"
 
+/* The longest error message kept, NUL included. */
 #define WP__FETCH_ERRLEN 256
 
 /* A job's request and its outcome (the last attempt's). */
@@ -36,12 +37,21 @@ typedef struct wp__fetch_req {
   /* Outputs, written by the engine before the result is delivered. */
   int status;     /* HTTP status of the final response, -1 if none */
   uint64_t bytes; /* body bytes received */
-  char error[WP__FETCH_ERRLEN]; /* "" if none */
+  /* The error message, NULL if none: allocated only for a failure (a
+   * queued job holds no buffer for it), replaced by wp__fetch_req_error,
+   * freed by the next attempt or by the owner of the request (free()). */
+  char *error;
   /* A failed response's Retry-After (cfg.retry_after_max > 0), capped at
    * retry_after_max; -1 if none. The pool's retries use it themselves; it
    * is here for a caller that schedules its own (the queue runner). */
   int64_t retry_after_ns;
 } wp__fetch_req;
+
+/* Sets req->error to the message printf-formats (at most WP__FETCH_ERRLEN
+ * - 1 bytes; the previous one is freed). Out of memory, it is left NULL:
+ * the result then names its error code only. */
+void wp__fetch_req_error(wp__fetch_req *req, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
 /* Result codes (wp_result.err) besides 0 (ok) and WP_ECANCELED. */
 enum {
