@@ -23,7 +23,7 @@ BUILD := build
 # Debian packages the build and the tests need; BENCH_DEPS: what `make bench`
 # needs on top (peers, server, plots; PostgreSQL for the durable section).
 DEPS := build-essential cmake pkg-config valgrind python3 clang libclang-rt-14-dev \
-        libcurl4-openssl-dev libmicrohttpd-dev prometheus \
+        libcurl4-openssl-dev libmicrohttpd-dev libmimalloc-dev prometheus \
         libjansson-dev libcsv-dev cppcheck clang-tidy \
         libsqlite3-dev sqlite3 libpq-dev postgresql
 BENCH_DEPS := nginx-light wrk golang-go gnuplot-nox curl time postgresql

@@ -14,6 +14,7 @@
  * cancelled gets a "canceled" result here, in the producer.
  */
 #define _GNU_SOURCE
+#include <curl/curl.h>
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -29,6 +30,10 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+
+#ifdef WPOOL_MIMALLOC
+#include <mimalloc.h>
+#endif
 
 #include "cli/input.h"
 #include "cli/obs.h"
@@ -104,6 +109,26 @@ static void usage_error(const char *fmt, ...) {
   va_end(ap);
   fprintf(stderr, "\nTry '%s %s --help'.\n", prog, cmd_name);
   exit(EXIT_USAGE);
+}
+
+/* "wpool X.Y.Z", then what the numbers depend on: libcurl's version and
+ * the allocator. The tool is linked with mimalloc where the build found it
+ * (CMakeLists.txt: WPOOL_MIMALLOC); whether malloc() really is mimalloc's
+ * (the link order makes it replace glibc's in the whole process, libcurl
+ * included) is checked, not assumed. */
+static void print_version(void) {
+  const char *alloc = "system malloc";
+#ifdef WPOOL_MIMALLOC
+  char ab[64];
+  void *p = malloc(16);
+  int v = mi_version();
+  snprintf(ab, sizeof ab, "mimalloc %d.%d.%d%s", v / 100, v % 100 / 10, v % 10,
+           p && mi_is_in_heap_region(p) ? "" : " linked but not in use");
+  free(p);
+  alloc = ab;
+#endif
+  printf("wpool %s (libcurl %s, %s)\n", WPOOL_VERSION,
+         curl_version_info(CURLVERSION_NOW)->version, alloc);
 }
 
 static void print_fetch_help(FILE *f) {
@@ -481,7 +506,7 @@ static void parse_fetch_args(int argc, char **argv, options *o) {
         print_fetch_help(stdout);
         exit(EXIT_OK);
       case 'V':
-        printf("wpool %s\n", WPOOL_VERSION);
+        print_version();
         exit(EXIT_OK);
       case ':':
         usage_error("%s: needs a value", argv[optind - 1]);
@@ -1768,7 +1793,7 @@ int main(int argc, char **argv) {
     return EXIT_OK;
   }
   if (strcmp(cmd, "-V") == 0 || strcmp(cmd, "--version") == 0) {
-    printf("wpool %s\n", WPOOL_VERSION);
+    print_version();
     return EXIT_OK;
   }
   fprintf(stderr, "%s: unknown command '%s'\n", prog, cmd);

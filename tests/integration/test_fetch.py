@@ -1403,7 +1403,28 @@ def test_help_and_version():
     for args in (["--version"], ["fetch", "--version"], ["-V"]):
         p = subprocess.run([h.WPOOL] + args, capture_output=True, timeout=30 * h.SLOW)
         eq(p.returncode, 0, "exit status of wpool %s" % " ".join(args))
-        check(re.match(rb"^wpool \d+\.\d+\.\d+", p.stdout), "version: %r" % p.stdout)
+        check(re.match(rb"^wpool \d+\.\d+\.\d+ \(libcurl [0-9.]+, ", p.stdout),
+              "version: %r" % p.stdout)
+        # The allocator: mimalloc where the build linked it, and then really
+        # in use (malloc() returns its memory); the sanitizer builds keep
+        # their runtime's.
+        check(b"not in use" not in p.stdout, "version: %r" % p.stdout)
+        eq(b"mimalloc" in p.stdout, _built_with_mimalloc(), "mimalloc in %r" % p.stdout)
+
+
+def _built_with_mimalloc():
+    """Whether the CMake build of the binary under test linked mimalloc:
+    WPOOL_MIMALLOC on, a plain build, and the package found."""
+    cache = os.path.join(os.path.dirname(h.WPOOL), "CMakeCache.txt")
+    try:
+        with open(cache) as f:
+            text = f.read()
+    except OSError:
+        fail("no CMakeCache.txt next to %s" % h.WPOOL)
+    on = re.search(r"^WPOOL_MIMALLOC:BOOL=ON$", text, re.M)
+    san = re.search(r"^WPOOL_SANITIZE:STRING=(\S+)$", text, re.M)
+    found = re.search(r"^mimalloc_DIR:PATH=(.*)$", text, re.M)
+    return bool(on and not san and found and not found.group(1).endswith("NOTFOUND"))
 
 
 if __name__ == "__main__":
