@@ -40,7 +40,7 @@ bool wp__fail_limit_hit(const wp__fail_limit *l, uint64_t failed,
  * mid-run (which libcurl reports as "Couldn't connect"). */
 typedef struct wp__nofile_use {
   unsigned workers;  /* transfers in flight: one socket each */
-  uint64_t loop_fds; /* the event loops': loops x WP__FETCH_FDS_PER_LOOP */
+  uint64_t loop_fds; /* the event loops' (wp__fetch_fds) */
   uint64_t files;    /* input FILEs: all are opened at the start */
   bool metrics;      /* --metrics: the listener, its epoll set, scrapers */
   bool queue;        /* wpool work: PostgreSQL connections, an eventfd */

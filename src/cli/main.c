@@ -156,14 +156,14 @@ static void print_fetch_help(FILE *f) {
       "(default 16);\n"
       "                           each holds a socket: if the soft limit of "
       "open\n"
-      "                           files (ulimit -n) is below about N + 4 per "
-      "loop +\n"
-      "                           one per FILE + 32 (+68 with --metrics), "
-      "wpool\n"
-      "                           raises it to the hard limit, saying so, "
-      "or, if\n"
-      "                           that is below too, exits 2 before "
-      "starting\n"
+      "                           files (ulimit -n) is below about N + "
+      "N/64 +\n"
+      "                           4 per loop + one per FILE + 32 (+68 with\n"
+      "                           --metrics), wpool raises it to the hard "
+      "limit,\n"
+      "                           saying so, or, if that is below too, exits "
+      "2\n"
+      "                           before starting\n"
       "  -q, --queue N            jobs read ahead of the transfers (default "
       "2*workers)\n"
       "  -t, --timeout DUR        time limit of one attempt (default 30s; 0: "
@@ -1058,8 +1058,7 @@ static int ensure_nofile(const options *o, bool queue) {
   wp__nofile_use u;
   memset(&u, 0, sizeof u);
   u.workers = o->workers;
-  u.loop_fds = (uint64_t)wp__fetch_loop_count(o->workers, o->loops) *
-               WP__FETCH_FDS_PER_LOOP;
+  u.loop_fds = wp__fetch_fds(o->workers, o->loops);
   u.files = o->nfiles > 0 ? o->nfiles : 1;
   u.metrics = o->obs.metrics_addr != NULL;
   u.queue = queue;
@@ -1433,8 +1432,8 @@ static void print_work_help(void) {
       "it)\n"
       "  and the options of 'wpool fetch' that shape a transfer: -w, -t,\n"
       "  --connect-timeout, --max-redirects, --max-body, -X, -H, -A, --loops,\n"
-      "  --deadline, --rate, --per-host. -w N needs about N + 4 per loop + 37 "
-      "open\n"
+      "  --deadline, --rate, --per-host. -w N needs about N + N/64 + 4 per "
+      "loop + 37 open\n"
       "  files: a lower soft limit is raised to the hard one, or the run is "
       "refused\n"
       "  (exit 2) before any connection, as in 'wpool fetch --help'.\n"

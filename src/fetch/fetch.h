@@ -126,11 +126,15 @@ typedef struct wp__fetch wp__fetch;
 int wp__fetch_create(const wp__fetch_config *cfg, wp__fetch **out, char *errbuf,
                      size_t errlen);
 /* How many event loops an engine of this configuration runs: `loops`, or
- * one per core when 0, at most `concurrency` and at most 64. Each loop holds
- * WP__FETCH_FDS_PER_LOOP file descriptors (an epoll set, an eventfd and
- * libcurl's multi wakeup socket pair), besides one socket per transfer. */
+ * one per core when 0, at most `concurrency` and at most 64. */
 unsigned wp__fetch_loop_count(unsigned concurrency, unsigned loops);
-#define WP__FETCH_FDS_PER_LOOP 4
+/* How many curl multi handles a loop of `slots` transfers drives (128
+ * transfers each at most). */
+unsigned wp__fetch_shard_count(unsigned slots);
+/* The file descriptors an engine holds besides one socket per transfer:
+ * per loop an epoll set and an eventfd, and libcurl's wakeup socket pair
+ * per multi handle. */
+uint64_t wp__fetch_fds(unsigned concurrency, unsigned loops);
 
 /* The pool under the engine: submit, shutdown, shutdown_now, stats. */
 wp_pool *wp__fetch_pool(wp__fetch *f);

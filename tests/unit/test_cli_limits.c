@@ -1,11 +1,13 @@
 /* Unit tests of the retry and limit option parsers of `wpool fetch`
  * (src/cli/limits.h): --backoff, --rate, --max-failures, and the failure
  * limit check (count and share forms, the 20-job minimum). Tables. */
+#include <dirent.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "cli/limits.h"
+#include "fetch/fetch.h"
 #include "wp_test.h"
 
 #define MS 1000000LL
@@ -49,14 +51,14 @@ TEST(rate_values) {
     int rc;
     double per_sec;
   } t[] = {
-      {"50", 0, 50},       {"50/s", 0, 50},     {"600/m", 0, 10},
+      {"50", 0, 50},        {"50/s", 0, 50},    {"600/m", 0, 10},
       {"1/m", 0, 1.0 / 60}, {"0.5", 0, 0.5},    {"2.5/s", 0, 2.5},
-      {"1000000", 0, 1e6}, {"1/h", -1, 0},      {"0", -1, 0},
-      {"0/s", -1, 0},      {"1000001", -1, 0},  {"-5", -1, 0},
-      {"+5", -1, 0},       {"5/", -1, 0},       {"/s", -1, 0},
-      {"", -1, 0},         {"5/x", -1, 0},      {"1e3", -1, 0},
-      {"inf", -1, 0},      {"nan", -1, 0},      {"0x10", -1, 0},
-      {"1..2", -1, 0},     {".", -1, 0},        {"5 /s", -1, 0},
+      {"1000000", 0, 1e6},  {"1/h", -1, 0},     {"0", -1, 0},
+      {"0/s", -1, 0},       {"1000001", -1, 0}, {"-5", -1, 0},
+      {"+5", -1, 0},        {"5/", -1, 0},      {"/s", -1, 0},
+      {"", -1, 0},          {"5/x", -1, 0},     {"1e3", -1, 0},
+      {"inf", -1, 0},       {"nan", -1, 0},     {"0x10", -1, 0},
+      {"1..2", -1, 0},      {".", -1, 0},       {"5 /s", -1, 0},
       {"0.01/m", -1, 0}, /* below 1/h */
   };
   for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
@@ -105,6 +107,46 @@ TEST(max_failures_values_and_check) {
   ASSERT(wp__fail_limit_hit(&all, 100, 100));
   ASSERT(wp__fail_limit_hit(&one, 1, 100));
   ASSERT(!wp__fail_limit_hit(&one, 0, 100));
+}
+
+static int open_fds(void) {
+  DIR *d = opendir("/proc/self/fd");
+  if (!d) return -1;
+  int n = 0;
+  while (readdir(d)) n++;
+  closedir(d);
+  return n;
+}
+
+static void no_result(const wp_result *res, void *userdata) {
+  (void)res;
+  (void)userdata;
+}
+
+/* What the file descriptor check counts for the engine is what an engine
+ * opens: for loop counts and concurrencies on both sides of a multi
+ * handle's 128 transfers (wp__fetch_fds). */
+TEST(fetch_fds_are_what_an_engine_opens) {
+  static const unsigned t[][2] = {{1, 1},   {16, 2},  {128, 1}, {129, 1},
+                                  {256, 2}, {257, 2}, {300, 3}, {1000, 2}};
+  for (size_t i = 0; i <= sizeof t / sizeof t[0]; i++) {
+    /* The first create also initializes libcurl: warm up with it. */
+    unsigned c = i == 0 ? 4 : t[i - 1][0], loops = i == 0 ? 1 : t[i - 1][1];
+    wp__fetch_config cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.concurrency = c;
+    cfg.loops = loops;
+    cfg.on_result = no_result;
+    char err[256];
+    int before = open_fds();
+    wp__fetch *f = NULL;
+    ASSERT_EQ(wp__fetch_create(&cfg, &f, err, sizeof err), 0);
+    int during = open_fds();
+    wp__fetch_destroy(f);
+    if (i == 0) continue;
+    ASSERT_EQ((uint64_t)(during - before), wp__fetch_fds(c, loops));
+    ASSERT_EQ(open_fds(), before);
+  }
 }
 
 TEST(nofile_need_and_plan) {
