@@ -59,7 +59,8 @@ typedef struct loop loop;
  * 43.3. Each multi also costs about 40 KB (its socket hash, its closure
  * handle): shards of 64 gained no more and cost 0.5 MB at -w 1024. The
  * shards of a loop share one DNS cache (curl_share); each has its own
- * connection cache, which its slots reuse. */
+ * connection cache, so a transfer goes to the shard its host hashes to
+ * while that shard has a free slot (shard_for). */
 typedef struct shard {
   loop *lp;
   CURLM *multi;
@@ -67,6 +68,7 @@ typedef struct shard {
   bool kick;        /* transfers added since its last socket_action */
   bool touched;     /* socket_action called: messages may wait */
   int64_t curl_due; /* when curl wants socket_action(TIMEOUT); INT64_MAX */
+  struct xfer *free_list; /* its free slots */
 } shard;
 
 typedef struct xfer {
@@ -106,7 +108,6 @@ struct loop {
   uint8_t *socks; /* SK_* by descriptor; nsocks entries, grown on demand */
   size_t nsocks;
   xfer *xfers;
-  xfer *free_list;
   uint64_t rng; /* span IDs */
 };
 
@@ -433,6 +434,28 @@ static long attempt_timeout_ms(const wp__fetch_config *c, wp_job *job) {
   return (long)(t / 1000000);
 }
 
+/* The shard for a transfer to url (called with a slot free somewhere): the
+ * one its host and port hash to, if it has a free slot, so that transfers
+ * to a host meet that host's idle connections in one connection cache;
+ * else the next one with a free slot. The hash is of the bytes between
+ * "://" and the path, lowered: an affinity, nothing depends on it. */
+static shard *shard_for(loop *lp, const char *url) {
+  if (lp->nshards == 1) return &lp->shards[0];
+  uint64_t h = 1469598103934665603ull; /* FNV-1a */
+  const char *a = strstr(url, "://");
+  for (a = a ? a + 3 : url; *a && *a != '/' && *a != '?' && *a != '#'; a++) {
+    unsigned char b = (unsigned char)*a;
+    if (b >= 'A' && b <= 'Z') b = (unsigned char)(b - 'A' + 'a');
+    h = (h ^ b) * 1099511628211ull;
+  }
+  unsigned k = (unsigned)(h % lp->nshards);
+  for (unsigned i = 0; i < lp->nshards; i++) {
+    shard *sh = &lp->shards[(k + i) % lp->nshards];
+    if (sh->free_list) return sh;
+  }
+  return &lp->shards[k]; /* not reached: start() has a free slot */
+}
+
 static void start(loop *lp, wp_job *job) {
   wp__fetch_req *req = wp_job_arg(job);
   wp__fetch_attempt a;
@@ -446,7 +469,8 @@ static void start(loop *lp, wp_job *job) {
     fail_job(lp, job, &a, WP__FETCH_EBADLINE, req->bad);
     return;
   }
-  xfer *x = lp->free_list;
+  shard *sh = shard_for(lp, req->url);
+  xfer *x = sh->free_list;
   if (!x->easy) {
     x->easy = curl_easy_init();
     if (!x->easy || easy_setup(lp, x->easy, x) != 0) {
@@ -477,7 +501,7 @@ static void start(loop *lp, wp_job *job) {
     fail_job(lp, job, &a, WP__FETCH_ESETUP, "could not start the transfer");
     return;
   }
-  lp->free_list = x->next_free;
+  sh->free_list = x->next_free;
   lp->inflight++;
   x->sh->kick = true;
 }
@@ -485,8 +509,8 @@ static void start(loop *lp, wp_job *job) {
 static void release_slot(loop *lp, xfer *x) {
   x->job = NULL;
   x->req = NULL;
-  x->next_free = lp->free_list;
-  lp->free_list = x;
+  x->next_free = x->sh->free_list;
+  x->sh->free_list = x;
   lp->inflight--;
 }
 
@@ -626,8 +650,8 @@ static int loop_init(void *userdata, unsigned index, void **state) {
   for (unsigned i = lp->slots; i-- > 0;) {
     lp->xfers[i].lp = lp;
     lp->xfers[i].sh = &lp->shards[i / SHARD_SLOTS];
-    lp->xfers[i].next_free = lp->free_list;
-    lp->free_list = &lp->xfers[i];
+    lp->xfers[i].next_free = lp->xfers[i].sh->free_list;
+    lp->xfers[i].sh->free_list = &lp->xfers[i];
   }
   *state = lp;
   return 0;
@@ -641,7 +665,6 @@ fail:
   if (lp->epfd >= 0) close(lp->epfd);
   lp->shards = NULL;
   lp->share = NULL;
-  lp->free_list = NULL;
   lp->xfers = NULL;
   lp->wakefd = lp->epfd = -1;
   return WP_ESYSTEM;
