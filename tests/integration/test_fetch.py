@@ -1094,6 +1094,17 @@ def test_closed_output_with_an_open_input():
 
 # ---- signals ----------------------------------------------------------------
 
+def _start_in_flight(s, args, n):
+    """Starts `wpool fetch ARGS` in the background and waits until the
+    server s has n requests in flight; fails if wpool ends before."""
+    bg = Background(args)
+    wait_until(lambda: s.stats()["in_flight"] == n or bg.proc.poll() is not None,
+               60 * h.SLOW, "the server to see %d requests in flight" % n)
+    if bg.proc.poll() is not None:
+        fail("wpool exited before the signals: %r" % bg.finish(10))
+    return bg
+
+
 def _second_sigint(bg):
     """Sends the second SIGINT to bg (the first taken): how long until it
     exited (waiting up to 30 s, scaled), and its finished Run."""
@@ -1117,11 +1128,7 @@ def test_shutdown_now_bound_on_second_sigint():
         urls = [s.url("/delay/3000")] + [s.url("/hang?i=%d" % i) for i in range(50)]
         with _tmpdir() as d:
             f = write_file(urls, dir=d)
-            bg = Background(["-f", "jsonl", "-w", "64", f])
-            wait_until(lambda: s.stats()["in_flight"] == 51 or bg.proc.poll() is not None,
-                       30 * h.SLOW, "the server to see 51 requests in flight")
-            if bg.proc.poll() is not None:
-                fail("wpool exited before the signals: %r" % bg.finish(10))
+            bg = _start_in_flight(s, ["-f", "jsonl", "-w", "64", f], 51)
             bg.signal(signal.SIGINT)
             bg.wait_signal_taken(signal.SIGINT)
             eq(s.stats()["in_flight"], 51, "in flight just after the first SIGINT was taken "
@@ -1400,11 +1407,7 @@ def test_many_multi_handles_exactly_once_and_shutdown_now():
         check(st["max_concurrent"] <= 300, "max concurrent %d > 300" % st["max_concurrent"])
         s.reset_stats()
         f = write_file([s.url("/hang?i=%d" % i) for i in range(300)], dir=d)
-        bg = Background(["-f", "jsonl", "-w", "300", "--loops", "1", f])
-        wait_until(lambda: s.stats()["in_flight"] == 300 or bg.proc.poll() is not None,
-                   60 * h.SLOW, "the server to see 300 requests in flight")
-        if bg.proc.poll() is not None:
-            fail("wpool exited before the signals: %r" % bg.finish(10))
+        bg = _start_in_flight(s, ["-f", "jsonl", "-w", "300", "--loops", "1", f], 300)
         bg.signal(signal.SIGINT)
         bg.wait_signal_taken(signal.SIGINT)
         took, r = _second_sigint(bg)
