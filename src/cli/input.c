@@ -22,6 +22,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -303,14 +305,15 @@ static bool eq_nocase(const char *s, size_t n, const char *lower) {
  *  - exactly two slashes, then a host: libcurl quietly accepts "http:/h"
  *    and "http:///h" (as host "h"), which RFC 3986 reads as no host;
  *  - spaces and control bytes, with a reason of their own.
- * Then curl_url_set() with no flags parses the rest the way the transfer
- * will (the fetch engine gives the same string to CURLOPT_URL): port,
- * host name, IPv6 literal, user info, path. No CURLU_NON_SUPPORT_SCHEME, on
- * purpose: http(s) is already ensured, and without the flag libcurl also
- * tells whether *this* libcurl can fetch the scheme (https with a libcurl
- * built without TLS is refused here, not at fetch time). No CURLU_URLENCODE
- * (the URL is fetched as written) and no CURLU_ALLOW_SPACE. */
-const char *wp__check_url(const char *s, size_t len) {
+ * Then (wp__check_url_libcurl) curl_url_set() with no flags parses the
+ * rest the way the transfer will (the fetch engine gives the same string to
+ * CURLOPT_URL): port, host name, IPv6 literal, user info, path. No
+ * CURLU_NON_SUPPORT_SCHEME, on purpose: http(s) is already ensured, and without
+ * the flag libcurl also tells whether *this* libcurl can fetch the scheme
+ * (https with a libcurl built without TLS is refused here, not at fetch time).
+ * No CURLU_URLENCODE (the URL is fetched as written) and no CURLU_ALLOW_SPACE.
+ */
+static const char *check_url_pre(const char *s, size_t len) {
   if (!s || len == 0) return NOT_URL "empty";
   for (size_t i = 0; i < len; i++) {
     unsigned char c = (unsigned char)s[i];
@@ -329,7 +332,138 @@ const char *wp__check_url(const char *s, size_t len) {
     return NOT_URL "no // after the scheme";
   if (i + 3 == len || s[i + 3] == '/' || s[i + 3] == '?' || s[i + 3] == '#')
     return NOT_URL "no host";
+  return NULL;
+}
 
+/* ---- the fast path: URLs whose verdict is known without libcurl ------- */
+
+/* Most lines of a URL list are plain: scheme, a host name or a dotted
+ * IPv4 address, maybe a port, a path and a query of the characters RFC 3986
+ * allows unencoded. For those, libcurl's parser (which allocates every
+ * part) would only say yes; wp__url_is_simple says so at a fraction of the
+ * cost, and wp__check_url asks libcurl about everything else. It is
+ * conservative by design: when it says yes, wp__check_url_libcurl says yes
+ * (fuzz/fuzz_url.c checks exactly that against the libcurl linked in). */
+
+/* A host name libcurl cannot mistake for anything else: labels of letters,
+ * digits and '-', each starting and ending with a letter or digit, at most
+ * 63 bytes, joined by single dots, at most 253 bytes in all, the last label
+ * starting with a letter (so no libcurl reads it as a numeric IPv4 address,
+ * whose forms vary between versions). */
+static bool simple_name(const char *h, size_t n) {
+  if (n == 0 || n > 253) return false;
+  size_t start = 0;
+  for (size_t i = 0; i <= n; i++) {
+    if (i < n && h[i] != '.') {
+      unsigned char c = (unsigned char)h[i];
+      if (!is_alpha(c) && !(c >= '0' && c <= '9') && c != '-') return false;
+      continue;
+    }
+    size_t l = i - start; /* label h[start, i) */
+    if (l == 0 || l > 63 || h[start] == '-' || h[i - 1] == '-') return false;
+    if (i == n && !is_alpha((unsigned char)h[start])) return false;
+    start = i + 1;
+  }
+  return true;
+}
+
+/* Four decimal numbers 0-255 without leading zeros, dot-separated. */
+static bool simple_ipv4(const char *h, size_t n) {
+  size_t i = 0;
+  for (int part = 0; part < 4; part++) {
+    if (part > 0) {
+      if (i == n || h[i] != '.') return false;
+      i++;
+    }
+    size_t d = i;
+    unsigned v = 0;
+    while (i < n && i - d < 3 && h[i] >= '0' && h[i] <= '9')
+      v = v * 10 + (unsigned)(h[i++] - '0');
+    if (i == d || v > 255 || (h[d] == '0' && i - d > 1)) return false;
+  }
+  return i == n;
+}
+
+static bool is_hex(unsigned char c) {
+  return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') ||
+         (c >= 'A' && c <= 'F');
+}
+
+/* RFC 3986's unreserved and sub-delims, ':' '@' '/' '?' (a path and a
+ * query), and '%' followed by two hex digits. */
+static bool simple_rest(const char *p, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)p[i];
+    if (is_alpha(c) || (c >= '0' && c <= '9')) continue;
+    if (c == '%') {
+      if (i + 2 >= n || !is_hex((unsigned char)p[i + 1]) ||
+          !is_hex((unsigned char)p[i + 2]))
+        return false;
+      i += 2;
+      continue;
+    }
+    if (!strchr("-._~!$&'()*+,;=:@/?", c) || c == '\0') return false;
+  }
+  return true;
+}
+
+/* Can this libcurl fetch the scheme (lower case)? Asked once. */
+static pthread_once_t scheme_once = PTHREAD_ONCE_INIT;
+static bool scheme_ok[2]; /* http, https */
+
+static void scheme_probe(void) {
+  static const char *const probe[2] = {"http://x/", "https://x/"};
+  for (int k = 0; k < 2; k++) {
+    CURLU *u = curl_url();
+    scheme_ok[k] =
+        u && curl_url_set(u, CURLUPART_URL, probe[k], 0) == CURLUE_OK;
+    curl_url_cleanup(u);
+  }
+}
+
+bool wp__url_is_simple(const char *s, size_t len) {
+  size_t i; /* the scheme's length */
+  if (len > 5 && eq_nocase(s, 4, "http") && s[4] == ':')
+    i = 4;
+  else if (len > 6 && eq_nocase(s, 5, "https") && s[5] == ':')
+    i = 5;
+  else
+    return false;
+  pthread_once(&scheme_once, scheme_probe);
+  if (!scheme_ok[i - 4] || len < i + 3 || s[i + 1] != '/' || s[i + 2] != '/')
+    return false;
+  const char *h = s + i + 3, *end = s + len;
+  const char *a = h; /* the authority: up to '/', '?' or the end */
+  while (a < end && *a != '/' && *a != '?') {
+    if (*a == '#') return false;
+    a++;
+  }
+  const char *colon = memchr(h, ':', (size_t)(a - h));
+  const char *hend = colon ? colon : a;
+  size_t hn = (size_t)(hend - h);
+  if (!simple_ipv4(h, hn) && !simple_name(h, hn)) return false;
+  if (colon) { /* a port: 1-65535, no leading zero */
+    const char *p = colon + 1;
+    size_t pn = (size_t)(a - p);
+    if (pn == 0 || pn > 5 || *p == '0') return false;
+    unsigned long v = 0;
+    for (size_t k = 0; k < pn; k++) {
+      if (p[k] < '0' || p[k] > '9') return false;
+      v = v * 10 + (unsigned long)(p[k] - '0');
+    }
+    if (v > 65535) return false;
+  }
+  return simple_rest(a, (size_t)(end - a));
+}
+
+const char *wp__check_url(const char *s, size_t len) {
+  if (s && wp__url_is_simple(s, len)) return NULL; /* libcurl would agree */
+  return wp__check_url_libcurl(s, len);
+}
+
+const char *wp__check_url_libcurl(const char *s, size_t len) {
+  const char *pre = check_url_pre(s, len);
+  if (pre) return pre;
   char *z = malloc(len + 1);
   if (!z) return NOT_URL "out of memory";
   memcpy(z, s, len);

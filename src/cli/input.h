@@ -46,8 +46,19 @@ int wp__reader_next(wp__reader *r, wp__line *line, char *err, size_t errlen);
 
 void wp__reader_close(wp__reader *r);
 
-/* Is s (len bytes, no control bytes) an http or https URL with a host?
- * Uses libcurl's URL parser. Returns NULL if so, or a static reason. */
+/* Is s (len bytes) an http or https URL with a host? Returns NULL if so,
+ * or a static reason. A plain URL (wp__url_is_simple) is answered without
+ * libcurl; any other goes to wp__check_url_libcurl. Thread-safe. */
 const char *wp__check_url(const char *s, size_t len);
+
+/* The same verdict, always through libcurl's URL parser (curl_url_set). */
+const char *wp__check_url_libcurl(const char *s, size_t len);
+
+/* True only for URLs that wp__check_url_libcurl accepts: http(s)://, a
+ * host name (letters, digits, '-', dots; the last label starting with a
+ * letter) or a dotted-quad IPv4 address, an optional port 1-65535, then a
+ * path and query of RFC 3986's unreserved and sub-delims characters,
+ * ':', '@', '/', '?' and %XX. False says nothing: ask libcurl. */
+bool wp__url_is_simple(const char *s, size_t len);
 
 #endif

@@ -211,11 +211,81 @@ TEST(check_url_table) {
     if (cases[i].why != NULL && (why == NULL || strcmp(why, cases[i].why) != 0))
       WP_FAIL_("\"%s\": got %s, want %s", cases[i].url, why ? why : "(ok)",
                cases[i].why);
+    const char *lib = wp__check_url_libcurl(cases[i].url, strlen(cases[i].url));
+    if ((why == NULL) != (lib == NULL) || (why && strcmp(why, lib) != 0))
+      WP_FAIL_("\"%s\": %s, but libcurl's path says %s", cases[i].url,
+               why ? why : "(ok)", lib ? lib : "(ok)");
   }
   /* The length is what counts, not a NUL: a prefix is checked alone. */
   ASSERT(wp__check_url("http://x/ and more", 9) == NULL);
   ASSERT_STREQ(wp__check_url("http://x/\0y", 11),
                "not an http(s) URL: control bytes");
+}
+
+/* The fast path takes the plain URLs (else it would save nothing) and
+ * leaves to libcurl everything it does not fully know. */
+TEST(url_fast_path_table) {
+  static const struct {
+    const char *url;
+    bool simple;
+  } cases[] = {
+      {"http://127.0.0.1:28111/f.txt?i=1", true},
+      {"https://www.example.com/a/b.html?x=1&y=%2F;z=(*),+!$'@:~_-", true},
+      {"HTTP://Example.COM", true},
+      {"HtTpS://x1.a-b.example:443?q", true},
+      {"http://localhost:1/", true},
+      {"http://0.0.0.0:65535//a//", true},
+      {"http://a.example.com./", false}, /* empty last label */
+      {"http://1.2.3.256/", false},      /* not a quad: libcurl decides */
+      {"http://01.2.3.4/", false},       /* octal to some */
+      {"http://1.2.3/", false},          /* a.b.c form */
+      {"http://3.example.1/", false},    /* last label numeric */
+      {"http://0x7f.example/", true},
+      {"http://-a.example/", false},
+      {"http://a-.example/", false},
+      {"http://a_b.example/", false},
+      {"http://h:/", false},
+      {"http://h:0/", false},
+      {"http://h:08/", false},
+      {"http://h:65536/", false},
+      {"http://h:123456/", false},
+      {"http://u@h/", false},
+      {"http://[::1]/", false},
+      {"http://h/#frag", false},
+      {"http://h#frag", false},
+      {"http://h/%zz", false},
+      {"http://h/%4", false},
+      {"http://h/a|b", false},
+      {"http://h/caf\xc3\xa9", false},
+      {"http://h/a b", false},
+      {"ftp://h/", false},
+      {"http:/h/", false},
+      {"http://", false},
+      {"https:", false},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    size_t n = strlen(cases[i].url);
+    if (wp__url_is_simple(cases[i].url, n) != cases[i].simple)
+      WP_FAIL_("\"%s\": simple %d, want %d", cases[i].url, !cases[i].simple,
+               cases[i].simple);
+    if (cases[i].simple && wp__check_url_libcurl(cases[i].url, n) != NULL)
+      WP_FAIL_("\"%s\": simple, but libcurl refuses it", cases[i].url);
+  }
+  /* A host of 253 bytes in labels of 63 is plain; one byte more is not. */
+  char u[300] = "http://";
+  size_t n = 7;
+  for (int l = 0; l < 4; l++) {
+    if (l) u[n++] = '.';
+    for (int k = 0; k < (l < 3 ? 63 : 61); k++) u[n++] = 'a';
+  }
+  u[n] = '\0';
+  ASSERT(n - 7 == 253);
+  ASSERT(wp__url_is_simple(u, n));
+  ASSERT(wp__check_url_libcurl(u, n) == NULL);
+  u[n++] = 'b';
+  ASSERT(!wp__url_is_simple(u, n));
+  memset(u + 7, 'a', 64); /* a first label of 64 bytes */
+  ASSERT(!wp__url_is_simple(u, 7 + 64));
 }
 
 /* ---- reading files ------------------------------------------------------ */
