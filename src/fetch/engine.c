@@ -434,6 +434,18 @@ static long attempt_timeout_ms(const wp__fetch_config *c, wp_job *job) {
   return (long)(t / 1000000);
 }
 
+/* FNV-1a over n bytes of s, ASCII letters lowered, continuing from h
+ * (FNV_BASIS to start): shard affinity and per-host keys. */
+#define FNV_BASIS 1469598103934665603ull
+static uint64_t fnv1a_lower(uint64_t h, const char *s, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    unsigned char b = (unsigned char)s[i];
+    if (b >= 'A' && b <= 'Z') b = (unsigned char)(b - 'A' + 'a');
+    h = (h ^ b) * 1099511628211ull;
+  }
+  return h;
+}
+
 /* The shard for a transfer to url (called with a slot free somewhere): the
  * one its host and port hash to, if it has a free slot, so that transfers
  * to a host meet that host's idle connections in one connection cache;
@@ -441,13 +453,9 @@ static long attempt_timeout_ms(const wp__fetch_config *c, wp_job *job) {
  * "://" and the path, lowered: an affinity, nothing depends on it. */
 static shard *shard_for(loop *lp, const char *url) {
   if (lp->nshards == 1) return &lp->shards[0];
-  uint64_t h = 1469598103934665603ull; /* FNV-1a */
   const char *a = strstr(url, "://");
-  for (a = a ? a + 3 : url; *a && *a != '/' && *a != '?' && *a != '#'; a++) {
-    unsigned char b = (unsigned char)*a;
-    if (b >= 'A' && b <= 'Z') b = (unsigned char)(b - 'A' + 'a');
-    h = (h ^ b) * 1099511628211ull;
-  }
+  a = a ? a + 3 : url;
+  uint64_t h = fnv1a_lower(FNV_BASIS, a, strcspn(a, "/?#"));
   unsigned k = (unsigned)(h % lp->nshards);
   for (unsigned i = 0; i < lp->nshards; i++) {
     shard *sh = &lp->shards[(k + i) % lp->nshards];
@@ -816,15 +824,9 @@ uint64_t wp__fetch_host_key(const char *url) {
   if (curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
       curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK &&
       curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) == CURLUE_OK) {
-    h = 1469598103934665603ull; /* FNV-1a over "host:port", host lowered */
-    for (const char *c = host; *c; c++) {
-      unsigned char b = (unsigned char)*c;
-      if (b >= 'A' && b <= 'Z') b = (unsigned char)(b - 'A' + 'a');
-      h = (h ^ b) * 1099511628211ull;
-    }
-    h = (h ^ ':') * 1099511628211ull;
-    for (const char *c = port; *c; c++)
-      h = (h ^ (unsigned char)*c) * 1099511628211ull;
+    h = fnv1a_lower(FNV_BASIS, host, strlen(host)); /* "host:port" */
+    h = fnv1a_lower(h, ":", 1);
+    h = fnv1a_lower(h, port, strlen(port)); /* digits: lowering is moot */
     if (h == 0) h = 1; /* 0 is "unparsable" */
   }
   curl_free(host);
